@@ -78,7 +78,9 @@ def torch_to_flax(
             if key not in sd:
                 missing.append(key)
                 continue
-            value = leaf.to_flax(np.asarray(sd[key]))
+            value = np.asarray(sd[key])
+            if value.ndim == len(expected.shape):
+                value = leaf.to_flax(value)
             if value.shape != expected.shape:
                 misshapen.append(f"{key} {tuple(np.shape(sd[key]))}")
                 continue

@@ -233,7 +233,8 @@ def infer_architecture(sd: Mapping[str, np.ndarray]) -> Architecture:
             raise ArchitectureError(f"residual blocks at unexpected indices {blocks}")
         zero = n_blocks > 0 and "model.10.conv_block.0.weight" in sd
         second = 3 if zero else 5
-        dropout = n_blocks > 0 and f"model.10.conv_block.{second + 1}.weight" in sd
+        after_second = f"model.10.conv_block.{second + 1}.weight"  # a conv, or its norm
+        dropout = n_blocks > 0 and after_second in sd and len(shape(after_second)) == 4
         out = f"model.{n_blocks + 17}.weight"
         if out not in sd:
             raise ArchitectureError(f"no output layer '{out}' for {n_blocks} residual blocks")

@@ -48,23 +48,42 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    def __init__(self, input_nc=3, output_nc=3, ngf=64, norm="instance", use_dropout=False,
-                 n_blocks=9, padding="reflect"):
+    def __init__(
+        self,
+        input_nc=3,
+        output_nc=3,
+        ngf=64,
+        norm="instance",
+        use_dropout=False,
+        n_blocks=9,
+        padding="reflect",
+    ):
         super().__init__()
         norm_l, bias = norm_layer(norm), _use_bias(norm)
-        model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), norm_l(ngf),
-                 nn.ReLU(True)]
+        model = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, 7, bias=bias),
+            norm_l(ngf),
+            nn.ReLU(True),
+        ]
         for i in range(2):
             mult = 2**i
-            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias),
-                      norm_l(ngf * mult * 2), nn.ReLU(True)]
+            model += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias),
+                norm_l(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
         for _ in range(n_blocks):
             model.append(ResnetBlock(ngf * 4, padding, norm, use_dropout))
         for i in range(2):
             mult = 2 ** (2 - i)
-            model += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
-                                         output_padding=1, bias=bias),
-                      norm_l(ngf * mult // 2), nn.ReLU(True)]
+            model += [
+                nn.ConvTranspose2d(
+                    ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias
+                ),
+                norm_l(ngf * mult // 2),
+                nn.ReLU(True),
+            ]
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*model)
 
@@ -73,8 +92,17 @@ class ResnetGenerator(nn.Module):
 
 
 class UnetSkipConnectionBlock(nn.Module):
-    def __init__(self, outer_nc, inner_nc, input_nc=None, submodule=None, outermost=False,
-                 innermost=False, norm="instance", use_dropout=False):
+    def __init__(
+        self,
+        outer_nc,
+        inner_nc,
+        input_nc=None,
+        submodule=None,
+        outermost=False,
+        innermost=False,
+        norm="instance",
+        use_dropout=False,
+    ):
         super().__init__()
         self.outermost = outermost
         norm_l, bias = norm_layer(norm), _use_bias(norm)
@@ -88,8 +116,15 @@ class UnetSkipConnectionBlock(nn.Module):
             model = [nn.LeakyReLU(0.2, True), downconv, nn.ReLU(True), upconv, norm_l(outer_nc)]
         else:
             upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1, bias=bias)
-            model = [nn.LeakyReLU(0.2, True), downconv, norm_l(inner_nc), submodule,
-                     nn.ReLU(True), upconv, norm_l(outer_nc)]
+            model = [
+                nn.LeakyReLU(0.2, True),
+                downconv,
+                norm_l(inner_nc),
+                submodule,
+                nn.ReLU(True),
+                upconv,
+                norm_l(outer_nc),
+            ]
             if use_dropout:
                 model.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*model)
@@ -99,18 +134,21 @@ class UnetSkipConnectionBlock(nn.Module):
 
 
 class UnetGenerator(nn.Module):
-    def __init__(self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm="instance",
-                 use_dropout=False):
+    def __init__(
+        self, input_nc=3, output_nc=3, num_downs=8, ngf=64, norm="instance", use_dropout=False
+    ):
         super().__init__()
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
-            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm,
-                                            use_dropout=use_dropout)
+            block = UnetSkipConnectionBlock(
+                ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout
+            )
         block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
         block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
         block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
-        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block,
-                                             outermost=True, norm=norm)
+        self.model = UnetSkipConnectionBlock(
+            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
+        )
 
     def forward(self, x):
         return self.model(x)
@@ -124,12 +162,18 @@ class NLayerDiscriminator(nn.Module):
         mult = 1
         for n in range(1, n_layers):
             prev, mult = mult, min(2**n, 8)
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=bias),
-                    norm_l(ndf * mult), nn.LeakyReLU(0.2, True)]
+            seq += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=bias),
+                norm_l(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
         prev, mult = mult, min(2**n_layers, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=bias),
-                norm_l(ndf * mult), nn.LeakyReLU(0.2, True),
-                nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
+        seq += [
+            nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=bias),
+            norm_l(ndf * mult),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1),
+        ]
         self.model = nn.Sequential(*seq)
 
     def forward(self, x):
@@ -141,9 +185,13 @@ class PixelDiscriminator(nn.Module):
         super().__init__()
         norm_l, bias = norm_layer(norm), _use_bias(norm)
         self.net = nn.Sequential(
-            nn.Conv2d(input_nc, ndf, 1), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf, ndf * 2, 1, bias=bias), norm_l(ndf * 2), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf * 2, 1, 1, bias=bias))
+            nn.Conv2d(input_nc, ndf, 1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=bias),
+            norm_l(ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, 1, bias=bias),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -152,18 +200,30 @@ class PixelDiscriminator(nn.Module):
 def build(arch) -> nn.Module:
     """The reference network for a `jaxcycle.architecture.Architecture`."""
     if arch.kind == "resnet":
-        return ResnetGenerator(arch.input_nc, arch.output_nc, arch.width, arch.norm,
-                               arch.use_dropout, arch.n_blocks, arch.padding)
+        return ResnetGenerator(
+            arch.input_nc,
+            arch.output_nc,
+            arch.width,
+            arch.norm,
+            arch.use_dropout,
+            arch.n_blocks,
+            arch.padding,
+        )
     if arch.kind == "unet":
-        return UnetGenerator(arch.input_nc, arch.output_nc, arch.num_downs, arch.width,
-                             arch.norm, arch.use_dropout)
+        return UnetGenerator(
+            arch.input_nc, arch.output_nc, arch.num_downs, arch.width, arch.norm, arch.use_dropout
+        )
     if arch.kind == "nlayer":
         return NLayerDiscriminator(arch.input_nc, arch.width, arch.n_layers, arch.norm)
     return PixelDiscriminator(arch.input_nc, arch.width, arch.norm)
 
 
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial weights: every parameter and batch-norm statistic drawn at random."""
+def randomize(model: nn.Module, seed: int = 0, calibrate: torch.Tensor | None = None) -> nn.Module:
+    """Non-trivial weights: every parameter drawn at random, in eval mode.
+
+    Batch-norm statistics are random too, or, given a `calibrate` batch, the statistics of
+    that batch (as a trained network's would be: activations stay in a sane range).
+    """
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in model.state_dict().items():
@@ -176,4 +236,10 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
             else:
                 fan_in = t[0].numel() if t.dim() > 1 else 1
                 t.copy_(torch.randn(t.shape, generator=g) / fan_in**0.5)
+    if calibrate is not None:
+        batch_norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        for m in batch_norms:
+            m.momentum = None  # a plain average over the calibration passes
+        with torch.no_grad():
+            model.train()(calibrate)
     return model.eval()

@@ -1,0 +1,85 @@
+"""Each op in jaxcycle.ops equals its PyTorch namesake, and each fast formulation equals the
+plain lax one, values and gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcycle import ops
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+# (kernel, stride, padding, output_padding): the ResNet generator's u-layers, the U-Net's
+# up-convolutions, and a few others to exercise the phase split.
+CONV_T_CASES = [(3, 2, 1, 1), (4, 2, 1, 0), (3, 2, 0, 0), (5, 2, 2, 1), (3, 3, 1, 2), (2, 2, 0, 0)]
+
+
+def _nchw(x):
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
+
+
+def _nhwc(t):
+    return t.detach().numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("k,s,p,op", CONV_T_CASES)
+def test_conv_transpose_matches_torch(k, s, p, op):
+    rng = np.random.default_rng(k * 100 + s * 10 + p)
+    x = rng.standard_normal((2, 5, 7, 3), dtype=np.float32)
+    w = rng.standard_normal((3, 4, k, k), dtype=np.float32)  # PyTorch (in, out, kh, kw)
+    expected = _nhwc(
+        F.conv_transpose2d(_nchw(x), torch.from_numpy(w), stride=s, padding=p, output_padding=op)
+    )
+    kernel = jnp.asarray(w.transpose(2, 3, 0, 1))
+    for impl in (ops.conv_transpose2d, ops.conv_transpose2d_reference):
+        got = np.asarray(impl(jnp.asarray(x), kernel, s, p, op))
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("k,s,p,op", CONV_T_CASES[:2])
+def test_conv_transpose_phases_have_reference_gradients(k, s, p, op):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 6, 5, 3), dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((k, k, 3, 4), dtype=np.float32))
+    probe = jnp.asarray(rng.standard_normal(ops.conv_transpose2d(x, w, s, p, op).shape))
+
+    def loss(impl):
+        return lambda x, w: jnp.sum(impl(x, w, s, p, op) * probe)
+
+    fast = jax.grad(loss(ops.conv_transpose2d), argnums=(0, 1))(x, w)
+    plain = jax.grad(loss(ops.conv_transpose2d_reference), argnums=(0, 1))(x, w)
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "mode,torch_pad", [("reflect", "reflect"), ("replicate", "replicate"), ("zero", "constant")]
+)
+def test_pad2d_matches_torch(mode, torch_pad):
+    x = np.arange(2 * 5 * 6 * 3, dtype=np.float32).reshape(2, 5, 6, 3)
+    expected = _nhwc(F.pad(_nchw(x), (3, 3, 3, 3), mode=torch_pad))
+    np.testing.assert_array_equal(ops.pad2d(jnp.asarray(x), 3, mode), expected)
+
+
+def test_conv2d_matches_torch():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 9, 8, 3), dtype=np.float32)
+    w = rng.standard_normal((5, 3, 4, 4), dtype=np.float32)  # (out, in, kh, kw)
+    expected = _nhwc(F.conv2d(_nchw(x), torch.from_numpy(w), stride=2, padding=1))
+    got = ops.conv2d(ops.pad2d(jnp.asarray(x), 1), jnp.asarray(w.transpose(2, 3, 1, 0)), 2)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_instance_norm_matches_torch():
+    rng = np.random.default_rng(3)
+    x = 3 + 2 * rng.standard_normal((2, 7, 9, 4), dtype=np.float32)
+    expected = _nhwc(F.instance_norm(_nchw(x), eps=1e-5))
+    np.testing.assert_allclose(ops.instance_norm(jnp.asarray(x)), expected, atol=1e-5)
+
+
+def test_unknown_pad_mode_is_an_error():
+    with pytest.raises(ValueError, match="unknown padding mode 'mirror'"):
+        ops.pad2d(jnp.zeros((1, 4, 4, 1)), 1, "mirror")
