@@ -1,0 +1,144 @@
+"""The `jaxcycle` command: one thin subcommand per user task."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from jaxcycle import __version__
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from converters.convert import convert_pth, export_pth
+
+    if args.to_torch:
+        path, arch = export_pth(args.src, args.dst, overwrite=args.overwrite)
+        print(f"wrote {path}: {arch.describe()} (PyTorch state_dict)")
+    else:
+        path, arch = convert_pth(args.src, args.dst, padding=args.padding, overwrite=args.overwrite)
+        print(f"wrote {path}: {arch.describe()}")
+
+
+def _translate(args: argparse.Namespace) -> None:
+    from jaxcycle.translate import translate_files
+
+    written = translate_files(
+        args.checkpoint,
+        args.inputs,
+        args.output,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(f"wrote {len(written)} image(s) to {args.output}")
+
+
+def _pretrained(args: argparse.Namespace) -> None:
+    from jaxcycle import pretrained
+
+    if args.action == "list":
+        print(f"{'name':<26}{'category':<28}{'lambda':>7}  {'reverse':<24}cached")
+        for m in pretrained.REGISTRY.values():
+            cached = "yes" if pretrained.params_dir(m.name).exists() else "no"
+            print(
+                f"{m.name:<26}{m.category:<28}{m.lambda_cycle:>7g}  {m.reverse or '-':<24}{cached}"
+            )
+        print(f"cache: {pretrained.cache_dir()}")
+        return
+    for name in args.names:
+        path = pretrained.download(
+            name,
+            base_url=args.base_url,
+            timeout=args.timeout,
+            progress=not args.quiet,
+            force=args.force,
+        )
+        print(f"{name}: {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `jaxcycle` command."""
+    parser = argparse.ArgumentParser(
+        prog="jaxcycle",
+        description="CycleGAN in JAX: import the reference PyTorch weights, translate, train.",
+    )
+    parser.add_argument("--version", action="version", version=f"jaxcycle {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "convert",
+        help="convert a reference .pth into jaxcycle params, or back with --to-torch",
+        description="Convert a reference-project .pth state_dict (generator or discriminator) "
+        "into a jaxcycle params directory (Orbax checkpoint + jaxcycle.json). The architecture "
+        "is read from the file. No PyTorch needed; no code in the file is ever run. With "
+        "--to-torch, write a params directory back as a .pth the reference model loads.",
+    )
+    p.add_argument("src", help="SRC.pth (or, with --to-torch, a params directory)")
+    p.add_argument("dst", help="params directory to create (or, with --to-torch, OUT.pth)")
+    p.add_argument("--to-torch", action="store_true", help="params directory -> .pth")
+    p.add_argument(
+        "--padding",
+        choices=("reflect", "replicate", "zero"),
+        help="residual-block padding, if not the inferred one (reflect and replicate hold "
+        "the same tensors; reflect, the reference default, is assumed)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser(
+        "translate",
+        help="run a generator over image files",
+        description="Translate PNG/JPEG/TIFF images (grey or RGB, 8- or 16-bit) with a "
+        "generator's params directory. Outputs keep the input names; grey inputs give grey "
+        "outputs of the same bit depth.",
+    )
+    p.add_argument("inputs", nargs="+", help="image files or directories of images")
+    p.add_argument("--checkpoint", required=True, help="params directory of a generator")
+    p.add_argument("--output", required=True, help="directory for the translated images")
+    p.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_translate)
+
+    p = sub.add_parser(
+        "pretrained",
+        help="list or download the 18 published generators",
+        description="The generic pretrained generators of the reference project. 'download' "
+        "fetches, verifies and converts them into the cache ($JAXCYCLE_CACHE, default "
+        "~/.cache/jaxcycle); without network, place NAME.pth in the cache's pretrained/ "
+        "folder by hand and run 'download' again.",
+    )
+    p.add_argument("action", choices=("list", "download"))
+    p.add_argument("names", nargs="*", help="model names, for 'download'")
+    p.add_argument(
+        "--base-url",
+        help="download location (default: the published one, or "
+        "$JAXCYCLE_PRETRAINED_URL); '{name}' is replaced by the model name",
+    )
+    p.add_argument("--timeout", type=float, default=20.0, help="network timeout, seconds")
+    p.add_argument("--force", action="store_true", help="download and convert again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pretrained)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `jaxcycle` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "pretrained" and args.action == "download" and not args.names:
+        parser.error("pretrained download: name at least one model (see 'pretrained list')")
+    try:
+        args.func(args)
+    except (ValueError, OSError, RuntimeError) as e:
+        if os.environ.get("JAXCYCLE_TRACEBACK"):
+            raise
+        print(f"jaxcycle {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Ordinary image files (PNG, JPEG, TIFF, BMP) in and out, as float arrays in [-1, 1].
+
+8-bit files map 0..255 and 16-bit files 0..65535 onto [-1, 1], the reference project's
+`Normalize((0.5,), (0.5,))` after `ToTensor()`. Writing rounds to the nearest level of the
+requested bit depth (the reference truncates, which biases every image down by half a level).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be read or written as asked."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image as HWC float32 in [-1, 1], with what is needed to write its translation back."""
+
+    pixels: np.ndarray
+    bits: int  # 8 or 16
+    grey: bool
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Reads an 8- or 16-bit, grey or RGB(A) image file; alpha is dropped."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                array, bits = np.asarray(im, dtype=np.uint16), 16
+            elif mode == "I":  # 32-bit int container, as PIL opens most 16-bit PNGs
+                array, bits = np.asarray(im), 16
+                if array.min() < 0 or array.max() > 65535:
+                    raise ImageError(f"{path}: 32-bit integer pixels are not supported")
+            elif mode in ("L", "RGB"):
+                array, bits = np.asarray(im), 8
+            elif mode in ("LA", "RGBA", "P", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+                target = "L" if mode in ("LA", "1") else "RGB"
+                array, bits = np.asarray(im.convert(target)), 8
+            else:
+                raise ImageError(f"{path}: unsupported image mode {mode!r}")
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file PIL can read") from None
+    except (OSError, SyntaxError) as e:  # truncated or corrupt data
+        raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
+    grey = array.ndim == 2
+    if grey:
+        array = array[..., None]
+    pixels = array.astype(np.float32) / (2**bits - 1) * 2 - 1
+    return LoadedImage(pixels, bits, grey)
+
+
+def to_levels(pixels: np.ndarray, bits: int = 8) -> np.ndarray:
+    """[-1, 1] floats -> unsigned integers of `bits` bits, rounded to the nearest level."""
+    top = 2**bits - 1
+    levels = np.rint((np.clip(pixels, -1, 1) + 1) / 2 * top)
+    return levels.astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def write_image(
+    path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, overwrite: bool = False
+) -> Path:
+    """Writes HWC (C = 1 or 3) or HW pixels in [-1, 1]; the format follows the suffix."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists (use --overwrite to replace it)")
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if bits == 16 and (pixels.ndim != 2 or path.suffix.lower() not in (".png", ".tif", ".tiff")):
+        raise ImageError(f"{path}: 16-bit output needs a grey image and a PNG or TIFF file")
+    levels = to_levels(pixels, bits)
+    image = Image.fromarray(levels)  # uint16 HW -> 'I;16', uint8 -> 'L' or 'RGB'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        image.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
