@@ -15,6 +15,7 @@ mirror; `{name}` in it is replaced by the model name.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import urllib.error
@@ -158,7 +159,7 @@ def download(
         url = url_for(model.name, base_url)
         try:
             _fetch(url, pth_file, timeout, progress)
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             reason = getattr(e, "reason", e)
             raise PretrainedError(
                 f"could not download {model.name} from {url} ({reason}). Without network, "
