@@ -1,6 +1,6 @@
-"""Test configuration: makes the test-only helper modules (torch_reference) importable."""
+"""Test configuration: the repository root on sys.path (for `benchmarks.torch_reference`)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))

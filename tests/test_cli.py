@@ -10,7 +10,7 @@ from jaxcycle.cli import main
 from jaxcycle.data.images import read_image
 
 torch = pytest.importorskip("torch")
-import torch_reference as ref  # noqa: E402
+from benchmarks import torch_reference as ref  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from jaxcycle import checkpoints
 from jaxcycle.architecture import Architecture
 
 torch = pytest.importorskip("torch")
-import torch_reference as ref  # noqa: E402
+from benchmarks import torch_reference as ref  # noqa: E402
 
 A = Architecture
 CASES = [

@@ -11,7 +11,7 @@ from jaxcycle import checkpoints, pretrained
 from jaxcycle.architecture import Architecture
 
 torch = pytest.importorskip("torch")
-import torch_reference as ref  # noqa: E402
+from benchmarks import torch_reference as ref  # noqa: E402
 
 PAPER_LAMBDAS = {"style_cezanne": 9, "horse2zebra": 10, "apple2orange": 10,
                  "monet2photo": 10, "iphone2dslr_flower": 10, "sat2map": 11,

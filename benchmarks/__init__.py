@@ -1,0 +1,1 @@
+"""Benchmarks and the PyTorch reference implementation they (and the parity tests) compare to."""
