@@ -6,6 +6,8 @@ convolution has a bias only with instance norm), same padding layers."""
 from __future__ import annotations
 
 import functools
+import itertools
+import random
 
 import torch
 from torch import nn
@@ -243,3 +245,114 @@ def randomize(model: nn.Module, seed: int = 0, calibrate: torch.Tensor | None = 
         with torch.no_grad():
             model.train()(calibrate)
     return model.eval()
+
+
+class ImagePool:
+    """The reference's image pool, with Python's `random` as its source of randomness."""
+
+    def __init__(self, size: int, rng=None):
+        self.size, self.images, self.rng = size, [], rng or random.Random(0)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images:
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif self.rng.uniform(0, 1) > 0.5:
+                i = self.rng.randint(0, self.size - 1)
+                out.append(self.images[i].clone())
+                self.images[i] = image
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+
+class GANLoss(nn.Module):
+    """The reference's GANLoss: lsgan (MSE), vanilla (BCE with logits), wgangp (+-mean)."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.loss = {"lsgan": nn.MSELoss(), "vanilla": nn.BCEWithLogitsLoss()}.get(mode)
+
+    def forward(self, prediction, target_is_real: bool):
+        if self.mode == "wgangp":
+            return -prediction.mean() if target_is_real else prediction.mean()
+        target = torch.tensor(1.0 if target_is_real else 0.0).expand_as(prediction)
+        return self.loss(prediction, target)
+
+
+class CycleGAN:
+    """The reference CycleGAN iteration (`CycleGANModel.optimize_parameters`), in the
+    reference's names: G_A: A -> B, G_B: B -> A, D_A judges B images, D_B judges A images."""
+
+    def __init__(
+        self,
+        G_A,
+        G_B,
+        D_A,
+        D_B,
+        gan_mode="lsgan",
+        lambda_A=10.0,
+        lambda_B=10.0,
+        lambda_identity=0.5,
+        lr=2e-4,
+        beta1=0.5,
+        pool_size=50,
+    ):
+        self.G_A, self.G_B, self.D_A, self.D_B = G_A, G_B, D_A, D_B
+        self.gan = GANLoss(gan_mode)
+        self.l1 = nn.L1Loss()
+        self.lambda_A, self.lambda_B, self.lambda_idt = lambda_A, lambda_B, lambda_identity
+        self.opt_G = torch.optim.Adam(
+            itertools.chain(G_A.parameters(), G_B.parameters()), lr=lr, betas=(beta1, 0.999)
+        )
+        self.opt_D = torch.optim.Adam(
+            itertools.chain(D_A.parameters(), D_B.parameters()), lr=lr, betas=(beta1, 0.999)
+        )
+        self.pool_A, self.pool_B = ImagePool(pool_size), ImagePool(pool_size)
+
+    def step(self, real_A, real_B) -> dict[str, float]:
+        for net in (self.G_A, self.G_B, self.D_A, self.D_B):
+            net.train()
+        fake_B = self.G_A(real_A)
+        rec_A = self.G_B(fake_B)
+        fake_A = self.G_B(real_B)
+        rec_B = self.G_A(fake_A)
+        # Generators, discriminators fixed.
+        for p in itertools.chain(self.D_A.parameters(), self.D_B.parameters()):
+            p.requires_grad_(False)
+        self.opt_G.zero_grad()
+        losses = {}
+        if self.lambda_idt > 0:
+            losses["idt_b"] = self.l1(self.G_A(real_B), real_B) * self.lambda_B * self.lambda_idt
+            losses["idt_a"] = self.l1(self.G_B(real_A), real_A) * self.lambda_A * self.lambda_idt
+        losses["G_ab"] = self.gan(self.D_A(fake_B), True)
+        losses["G_ba"] = self.gan(self.D_B(fake_A), True)
+        losses["cycle_a"] = self.l1(rec_A, real_A) * self.lambda_A
+        losses["cycle_b"] = self.l1(rec_B, real_B) * self.lambda_B
+        loss_G = sum(losses.values())
+        loss_G.backward()
+        self.opt_G.step()
+        # Discriminators.
+        for p in itertools.chain(self.D_A.parameters(), self.D_B.parameters()):
+            p.requires_grad_(True)
+        self.opt_D.zero_grad()
+        fake_B = self.pool_B.query(fake_B)
+        loss_D_A = 0.5 * (
+            self.gan(self.D_A(real_B), True) + self.gan(self.D_A(fake_B.detach()), False)
+        )
+        loss_D_A.backward()
+        fake_A = self.pool_A.query(fake_A)
+        loss_D_B = 0.5 * (
+            self.gan(self.D_B(real_A), True) + self.gan(self.D_B(fake_A.detach()), False)
+        )
+        loss_D_B.backward()
+        self.opt_D.step()
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out.update(loss_G=float(loss_G), disc_b=float(loss_D_A), disc_a=float(loss_D_B))
+        return out

@@ -130,7 +130,9 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """`nn.InstanceNorm2d(affine=False)`: each sample and channel to zero mean, unit variance.
 
     The variance is the biased one (mean of squared deviations), epsilon 1e-5 as in PyTorch.
+    Statistics are computed in float32 whatever the input's dtype (bfloat16 sums drift).
     """
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-    return (x - mean) * lax.rsqrt(var + eps)
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
+    return ((x32 - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
