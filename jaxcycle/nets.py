@@ -76,6 +76,22 @@ class Init:
     gain: float = 0.02
 
 
+def _add_bias(layer: nn.Module, y: jax.Array) -> jax.Array:
+    """Adds a layer's bias, if it has one.
+
+    A bias that an instance norm follows is removed by the norm's mean subtraction, so the
+    function does not depend on it and its true gradient is zero. Such a layer
+    (`bias_cancelled`) keeps the parameter, for checkpoint compatibility with the reference,
+    but does not add it: its gradient is then exactly zero instead of rounding noise, which
+    Adam would otherwise turn into steps of +-lr.
+    """
+    if layer.use_bias:
+        bias = layer.param("bias", nn.initializers.zeros, (layer.features,))
+        if not layer.bias_cancelled:
+            y = y + bias.astype(y.dtype)
+    return y
+
+
 class Conv(nn.Module):
     """`nn.Conv2d` preceded by its padding: square kernel, (kh, kw, in, out) weights."""
 
@@ -86,6 +102,7 @@ class Conv(nn.Module):
     pad_mode: str = "zero"
     use_bias: bool = True
     init_scheme: Init = field(default_factory=Init)
+    bias_cancelled: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -98,9 +115,7 @@ class Conv(nn.Module):
         y = ops.conv2d(
             ops.pad2d(x, self.padding, self.pad_mode), kernel.astype(x.dtype), self.stride
         )
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
-        return y
+        return _add_bias(self, y)
 
 
 class ConvTranspose(nn.Module):
@@ -113,6 +128,7 @@ class ConvTranspose(nn.Module):
     output_padding: int = 0
     use_bias: bool = True
     init_scheme: Init = field(default_factory=Init)
+    bias_cancelled: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -125,9 +141,7 @@ class ConvTranspose(nn.Module):
         y = ops.conv_transpose2d(
             x, kernel.astype(x.dtype), self.stride, self.padding, self.output_padding
         )
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
-        return y
+        return _add_bias(self, y)
 
 
 class Norm(nn.Module):
@@ -177,7 +191,7 @@ class ConvNormAct(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        use_bias = self.norm == "instance"
+        use_bias = cancelled = self.norm == "instance"
         if self.transposed:
             x = ConvTranspose(
                 self.features,
@@ -187,6 +201,7 @@ class ConvNormAct(nn.Module):
                 self.output_padding,
                 use_bias,
                 self.init_scheme,
+                bias_cancelled=cancelled,
                 name="conv",
             )(x)
         else:
@@ -198,6 +213,7 @@ class ConvNormAct(nn.Module):
                 self.pad_mode,
                 use_bias,
                 self.init_scheme,
+                bias_cancelled=cancelled,
                 name="conv",
             )(x)
         x = Norm(self.norm, self.init_scheme, name="norm")(x, train)
@@ -300,8 +316,19 @@ class UnetBlock(nn.Module):
         init = self.init_scheme
 
         y = x if outermost else _leaky_relu(x)
-        y = Conv(inner_nc, 4, 2, 1, "zero", use_bias, init, name="down")(y)
-        if not (outermost or innermost):
+        middle = not (outermost or innermost)
+        y = Conv(
+            inner_nc,
+            4,
+            2,
+            1,
+            "zero",
+            use_bias,
+            init,
+            bias_cancelled=middle and use_bias,
+            name="down",
+        )(y)
+        if middle:
             y = Norm(self.norm, init, name="down_norm")(y, train)
         if not innermost:
             y = UnetBlock(
@@ -315,7 +342,17 @@ class UnetBlock(nn.Module):
                 name="inner",
             )(y, train)
         y = nn.relu(y)
-        y = ConvTranspose(self.outer_nc, 4, 2, 1, 0, use_bias or outermost, init, name="up")(y)
+        y = ConvTranspose(
+            self.outer_nc,
+            4,
+            2,
+            1,
+            0,
+            use_bias or outermost,
+            init,
+            bias_cancelled=use_bias and not outermost,
+            name="up",
+        )(y)
         if outermost:
             return jnp.tanh(y)
         y = Norm(self.norm, init, name="up_norm")(y, train)
