@@ -32,6 +32,7 @@ from flax import struct
 
 from jaxcycle import losses, pool
 from jaxcycle.architecture import Architecture
+from jaxcycle.ops import at_least_float32
 
 Params = Any
 Batch = dict[str, jax.Array]
@@ -140,8 +141,11 @@ def init_state(
     pool_size: int,
     seed: int,
     params: dict[str, Params] | None = None,
+    image_dtype: jnp.dtype = jnp.float32,
 ) -> TrainState:
-    """A fresh state; `params` (by network name) replaces the random initialisation."""
+    """A fresh state; `params` (by network name) replaces the random initialisation.
+
+    The pools hold images of `image_dtype`, the batches' dtype."""
     key = jax.random.PRNGKey(seed)
     key, *init_keys = jax.random.split(key, 5)
     shapes = {
@@ -166,8 +170,8 @@ def init_state(
         disc_params=disc_params,
         gen_opt_state=gen_tx.init(gen_params),
         disc_opt_state=disc_tx.init(disc_params),
-        pool_a=pool.empty_pool(pool_size, image_shape_a),
-        pool_b=pool.empty_pool(pool_size, image_shape_b),
+        pool_a=pool.empty_pool(pool_size, image_shape_a, image_dtype),
+        pool_b=pool.empty_pool(pool_size, image_shape_b, image_dtype),
         rng=key,
     )
 
@@ -177,12 +181,13 @@ def make_train_step(
     objective: Objective,
     gen_tx: optax.GradientTransformation,
     disc_tx: optax.GradientTransformation,
-    compute_dtype: jnp.dtype = jnp.float32,
+    compute_dtype: jnp.dtype | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
     """The pure train step: (state, {'A': a, 'B': b}) -> (new state, losses).
 
-    Images are NHWC in [-1, 1]. With `compute_dtype` bfloat16 the networks compute in
-    bfloat16 on float32 master weights; losses and updates stay in float32.
+    Images are NHWC in [-1, 1]. The networks compute in the images' dtype, or in
+    `compute_dtype` if given: with bfloat16, on float32 master weights, while losses,
+    normalisation statistics and updates stay in float32.
     """
     modules = nets.modules()
     o = objective
@@ -194,9 +199,12 @@ def make_train_step(
 
     def run(name: str, params: Params, x: jax.Array, key: jax.Array) -> jax.Array:
         y = modules[name].apply(
-            {"params": params}, x.astype(compute_dtype), train=True, rngs={"dropout": key}
+            {"params": params},
+            x if compute_dtype is None else x.astype(compute_dtype),
+            train=True,
+            rngs={"dropout": key},
         )
-        return y.astype(jnp.float32)
+        return at_least_float32(y)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         real_a, real_b = batch["A"], batch["B"]

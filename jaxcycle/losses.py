@@ -13,12 +13,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcycle.ops import at_least_float32
+
 GAN_MODES = ("lsgan", "vanilla", "wgangp")
 
 
 def gan_loss(prediction: jax.Array, target_is_real: bool, mode: str) -> jax.Array:
     """The adversarial loss of discriminator outputs against an all-real or all-fake target."""
-    prediction = prediction.astype(jnp.float32)
+    prediction = at_least_float32(prediction)
     if mode == "lsgan":
         return jnp.mean(jnp.square(prediction - (1.0 if target_is_real else 0.0)))
     if mode == "vanilla":
@@ -30,8 +32,8 @@ def gan_loss(prediction: jax.Array, target_is_real: bool, mode: str) -> jax.Arra
 
 
 def l1(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Mean absolute difference, in float32."""
-    return jnp.mean(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))
+    """Mean absolute difference, in at least float32."""
+    return jnp.mean(jnp.abs(at_least_float32(a) - at_least_float32(b)))
 
 
 def gradient_penalty(
@@ -42,6 +44,6 @@ def gradient_penalty(
     one alpha ~ U(0, 1) per image. Multiply by the penalty weight (10 in the paper)."""
     alpha = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
     mixed = alpha * real + (1 - alpha) * fake
-    grads = jax.grad(lambda x: jnp.sum(critic(x).astype(jnp.float32)))(mixed)
+    grads = jax.grad(lambda x: jnp.sum(at_least_float32(critic(x))))(mixed)
     norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1) + 1e-16)
     return jnp.mean(jnp.square(norms - 1.0))

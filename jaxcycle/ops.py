@@ -130,9 +130,15 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """`nn.InstanceNorm2d(affine=False)`: each sample and channel to zero mean, unit variance.
 
     The variance is the biased one (mean of squared deviations), epsilon 1e-5 as in PyTorch.
-    Statistics are computed in float32 whatever the input's dtype (bfloat16 sums drift).
+    Statistics are computed in at least float32 whatever the input's dtype (bfloat16 sums
+    drift).
     """
-    x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
-    return ((x32 - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
+    wide = at_least_float32(x)
+    mean = jnp.mean(wide, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(wide - mean), axis=(1, 2), keepdims=True)
+    return ((wide - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+def at_least_float32(x: jax.Array) -> jax.Array:
+    """`x` in float32, or in its own dtype if that is wider (float64)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))

@@ -1,0 +1,61 @@
+"""CycleGAN with the reference project's defaults (pytorch-CycleGAN-and-pix2pix).
+
+    jaxcycle train --config configs/cyclegan.py --workdir runs/h2z \
+        --config.data.train_a=datasets/horse2zebra/trainA \
+        --config.data.train_b=datasets/horse2zebra/trainB
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.train_a = ""  # folder of domain-A images (the reference's trainA/)
+    c.data.train_b = ""  # folder of domain-B images
+    c.data.load_size = 286  # resize to this,
+    c.data.crop_size = 256  # then random crop to this,
+    c.data.flip = True  # and random horizontal flip
+    c.data.channels_a = 3
+    c.data.channels_b = 3
+    c.data.workers = 2  # loader threads
+    c.data.prefetch = 4  # batches read ahead
+
+    c.model = ml_collections.ConfigDict()
+    c.model.generator = "resnet_9blocks"  # or resnet_6blocks, unet_256, unet_128
+    c.model.ngf = 64
+    c.model.discriminator = "basic"  # 70x70 PatchGAN; or n_layers, pixel
+    c.model.ndf = 64
+    c.model.n_layers_d = 3  # for discriminator = 'n_layers'
+    c.model.norm = "instance"
+    c.model.use_dropout = False
+    c.model.padding = "reflect"
+    c.model.init = "normal"  # normal, xavier, kaiming, orthogonal
+    c.model.init_gain = 0.02
+
+    c.objective = ml_collections.ConfigDict()
+    c.objective.gan_mode = "lsgan"  # lsgan, vanilla, wgangp
+    c.objective.lambda_a = 10.0  # cycle weight A -> B -> A
+    c.objective.lambda_b = 10.0  # cycle weight B -> A -> B
+    c.objective.lambda_identity = 0.5  # times lambda; 0 turns the identity loss off
+    c.objective.lambda_gp = 10.0  # wgangp only
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 2e-4
+    c.optim.beta1 = 0.5
+    c.optim.beta2 = 0.999
+    c.optim.n_epochs = 100  # constant rate for this many epochs,
+    c.optim.n_epochs_decay = 100  # then linearly down over this many
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 1  # global, over all devices and hosts
+    c.train.pool_size = 50
+    c.train.compute_dtype = "float32"  # or bfloat16 (float32 master weights)
+    c.train.max_steps = -1  # stop early (e.g. for smoke runs); -1: the whole schedule
+    c.train.log_every = 10  # steps between progress/metrics records
+    c.train.sample_every = 500  # steps between sample grids
+    c.train.checkpoint_every = 1000  # steps between checkpoints (and at every epoch end)
+    c.train.keep_checkpoints = 3
+    return c

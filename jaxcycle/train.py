@@ -1,0 +1,281 @@
+"""Training a CycleGAN: `jaxcycle train --config FILE --workdir DIR [--config.a.b=value ...]`.
+
+One linear script: mesh -> input pipeline -> networks and optimizers -> state (the run's
+latest checkpoint, else a fresh one) -> update step -> loop with metrics, samples and
+checkpoints. The algorithm itself is in `jaxcycle.cyclegan`.
+
+A workdir holds `config.json`, `checkpoints/` (Orbax; the whole train state, so a resumed run
+continues bit-identically: same data order, pools and random numbers), `metrics.jsonl` (one
+JSON record per logged step, for a notebook) and `samples/` (image grids).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from tqdm import tqdm
+
+from jaxcycle import cyclegan, nets, parallel
+from jaxcycle.architecture import Architecture
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+def networks_from_config(config: ml_collections.ConfigDict) -> cyclegan.Networks:
+    """The four networks a config describes."""
+    m = config.model
+    generator = Architecture.preset(
+        m.generator, width=m.ngf, norm=m.norm, use_dropout=m.use_dropout, padding=m.padding
+    )
+    if m.discriminator == "n_layers":
+        discriminator = Architecture("nlayer", width=m.ndf, norm=m.norm, n_layers=m.n_layers_d)
+    else:
+        discriminator = Architecture.preset(m.discriminator, width=m.ndf, norm=m.norm)
+    return cyclegan.Networks.create(
+        generator, discriminator, config.data.channels_a, config.data.channels_b
+    )
+
+
+def optimizers(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """Adam for the generator pair and for the discriminator pair, on the reference's
+    learning-rate policy."""
+    o = config.optim
+    schedule = cyclegan.learning_rate_schedule(o.lr, o.n_epochs, o.n_epochs_decay, steps_per_epoch)
+    return cyclegan.adam(schedule, o.beta1, o.beta2), cyclegan.adam(schedule, o.beta1, o.beta2)
+
+
+def make_loader(config: ml_collections.ConfigDict, global_batch: int):
+    """The unpaired loader of this process's part of each global batch."""
+    from jaxcycle.data import loader
+
+    d = config.data
+    augment = loader.Augment(d.load_size, d.crop_size, d.flip)
+    return loader.UnpairedLoader(
+        loader.ImageFolderSource(d.train_a, channels=d.channels_a),
+        loader.ImageFolderSource(d.train_b, channels=d.channels_b),
+        global_batch,
+        seed=config.seed,
+        augment=augment,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        prefetch=d.prefetch,
+        workers=d.workers,
+    )
+
+
+def to_host(tree: Any) -> Any:
+    """Replicated (or single-device) arrays -> NumPy, on every process of a multi-host run."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def _save_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    path = workdir / "config.json"
+    text = config.to_json_best_effort(indent=2, sort_keys=True) + "\n"
+    if path.exists() and path.read_text() != text:
+        before, now = json.loads(path.read_text()), json.loads(text)
+        changed = _diff(before, now)
+        print(f"note: config differs from the one {workdir} started with: {', '.join(changed)}")
+        path.with_name("config.resumed.json").write_text(text)
+    elif not path.exists():
+        path.write_text(text)
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _diff(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k}: {a.get(k)!r} -> {b.get(k)!r}")
+    return out
+
+
+class MetricsLog:
+    """metrics.jsonl: one record per logged step; a resumed run drops records after its step."""
+
+    def __init__(self, path: Path, resume_step: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if enabled and path.exists():
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= resume_step
+            ]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def make_sample_fn(nets: cyclegan.Networks) -> Callable:
+    """(generator params, batch) -> the first image pair's [real, fake, reconstruction] rows."""
+    modules = nets.modules()
+
+    def sample(gen_params, batch):
+        def g(name, x):
+            return modules[name].apply({"params": gen_params[name]}, x, train=False)
+
+        a, b = batch["A"][:1], batch["B"][:1]
+        fake_b, fake_a = g("gen_ab", a), g("gen_ba", b)
+        return [a, fake_b, g("gen_ba", fake_b)], [b, fake_a, g("gen_ab", fake_a)]
+
+    return sample
+
+
+def save_sample_grid(rows: list[list[np.ndarray]], path: Path) -> None:
+    """Writes rows of NHWC [-1, 1] images (first image of each) as one RGB PNG."""
+    from jaxcycle.data.images import write_image
+
+    def rgb(x):
+        x = np.asarray(x)[0]
+        return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+    grid = np.concatenate([np.concatenate([rgb(x) for x in row], axis=1) for row in rows], axis=0)
+    write_image(path, grid, overwrite=True)
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    initial_params: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> cyclegan.TrainState:
+    """Trains (or resumes training) in `workdir`; returns the final state.
+
+    `initial_params` (by network name: gen_ab, gen_ba, disc_a, disc_b) replaces the random
+    initialisation of a fresh run, e.g. with pretrained generators.
+    """
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if is_main:
+        _save_config(config, workdir)
+
+    # --- Mesh: data parallel over every device of every process.
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.train.batch_size, mesh)
+    state_sharding = parallel.replicated(mesh)
+
+    # --- Input pipeline.
+    loader = make_loader(config, config.train.batch_size)
+    steps_per_epoch = loader.steps_per_epoch
+    total_steps = (config.optim.n_epochs + config.optim.n_epochs_decay) * steps_per_epoch
+    if config.train.max_steps > 0:
+        total_steps = min(total_steps, config.train.max_steps)
+
+    # --- Networks, objective and optimizers.
+    networks = networks_from_config(config)
+    objective = cyclegan.Objective(**config.objective.to_dict())
+    gen_tx, disc_tx = optimizers(config, steps_per_epoch)
+    crop = config.data.crop_size
+    init = functools.partial(
+        cyclegan.init_state,
+        networks,
+        gen_tx,
+        disc_tx,
+        (crop, crop, config.data.channels_a),
+        (crop, crop, config.data.channels_b),
+        config.train.pool_size,
+        config.seed,
+    )
+
+    # --- State: the run's latest checkpoint, else a fresh one.
+    abstract = jax.eval_shape(lambda p: init(params=p), initial_params or {})
+    shardings = jax.tree.map(lambda _: state_sharding, abstract)
+    manager = ocp.CheckpointManager(
+        workdir / "checkpoints",
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=config.train.keep_checkpoints, enable_async_checkpointing=True
+        ),
+    )
+    start = manager.latest_step()
+    if start is not None:
+        target = jax.tree.map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract, shardings
+        )
+        state = manager.restore(start, args=ocp.args.StandardRestore(target))
+        if is_main:
+            print(f"resuming {workdir} from step {start}")
+    else:
+        start = 0
+        state = jax.jit(lambda p: init(params=p), out_shardings=shardings)(initial_params or {})
+
+    # --- The update step: compiled once, state donated, batch sharded over the mesh.
+    dtype = jnp.dtype(config.train.compute_dtype)
+    train_step = jax.jit(
+        cyclegan.make_train_step(networks, objective, gen_tx, disc_tx, dtype),
+        in_shardings=(shardings, parallel.batch_sharded(mesh)),
+        out_shardings=(shardings, state_sharding),
+        donate_argnums=0,
+    )
+    sample = jax.jit(make_sample_fn(networks), out_shardings=state_sharding)
+
+    # --- The loop.
+    log = MetricsLog(workdir / "metrics.jsonl", start, is_main)
+    batches = loader.batches(start)
+    bar = tqdm(total=total_steps, initial=start, unit="step", disable=not (progress and is_main))
+    last_saved = start if manager.latest_step() is not None else None
+    t0, images_seen = time.perf_counter(), 0
+    try:
+        for step in range(start, total_steps):
+            batch = parallel.place_batch(next(batches), mesh)
+            state, metrics = train_step(state, batch)
+            metrics = to_host(metrics)
+            bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
+            if bad:
+                manager.wait_until_finished()
+                where = f"step {last_saved}" if last_saved is not None else "none saved yet"
+                raise TrainingDiverged(
+                    f"{', '.join(bad)} became {metrics[bad[0]]} at step {step + 1}; the last "
+                    f"good checkpoint in {workdir / 'checkpoints'} is kept ({where})"
+                )
+            done = step + 1
+            images_seen += config.train.batch_size
+            epoch_end = done % steps_per_epoch == 0
+            if done % config.train.log_every == 0 or done == total_steps:
+                rate = images_seen / (time.perf_counter() - t0)
+                epoch = step // steps_per_epoch + 1
+                record = {
+                    "step": done,
+                    "epoch": epoch,
+                    "images_per_s": rate,
+                    **{k: float(v) for k, v in metrics.items()},
+                }
+                log.write(record)
+                bar.set_postfix(
+                    G=f"{record['loss_G']:.3f}", D=f"{record['loss_D']:.3f}", ips=f"{rate:.2f}"
+                )
+            if done % config.train.sample_every == 0:
+                real_fake_rec = to_host(sample(state.gen_params, batch))  # on every process
+                if is_main:
+                    grid = workdir / "samples" / f"step_{done:07d}.png"
+                    save_sample_grid(real_fake_rec, grid)
+            if done % config.train.checkpoint_every == 0 or epoch_end or done == total_steps:
+                manager.save(done, args=ocp.args.StandardSave(state))
+                last_saved = done
+            bar.update(1)
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        manager.close()
+    return state
