@@ -58,6 +58,18 @@ def _pretrained(args: argparse.Namespace) -> None:
         print(f"{name}: {path}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    from jaxcycle import parallel
+
+    parallel.initialize_distributed()  # a no-op unless a multi-host run is configured
+    from jaxcycle.config import load_config
+    from jaxcycle.train import train
+
+    config = load_config(args.config, args.overrides)
+    train(config, args.workdir, progress=not args.quiet)
+    print(f"done: {args.workdir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `jaxcycle` command."""
     parser = argparse.ArgumentParser(
@@ -121,13 +133,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="download and convert again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrained)
+
+    p = sub.add_parser(
+        "train",
+        help="train a CycleGAN (resumes from the workdir's latest checkpoint)",
+        description="Train a CycleGAN from a config file; any config field can be overridden "
+        "with --config.FIELD=VALUE (e.g. --config.train.batch_size=4). Rerunning with the same "
+        "workdir resumes from its latest checkpoint, bit-identically. Multi-host runs: set "
+        "JAXCYCLE_COORDINATOR=host:port, JAXCYCLE_NUM_PROCESSES and JAXCYCLE_PROCESS_ID (TPU "
+        "pods and SLURM need none of them).",
+    )
+    p.add_argument("--config", required=True, help="config file, PATH[:ARG]")
+    p.add_argument("--workdir", required=True, help="checkpoints, metrics, samples")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train, takes_overrides=True)
     return parser
+
+
+def _split_overrides(parser: argparse.ArgumentParser, extra: list[str]) -> list[str]:
+    """`--config.a.b=value` arguments -> ['a.b=value', ...]; anything else is an error."""
+    overrides = []
+    for item in extra:
+        if not item.startswith("--config.") or "=" not in item:
+            parser.error(f"unrecognized argument: {item} (overrides are --config.FIELD=VALUE)")
+        overrides.append(item[len("--config.") :])
+    return overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jaxcycle` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = _split_overrides(parser, extra)
     if args.command == "pretrained" and args.action == "download" and not args.names:
         parser.error("pretrained download: name at least one model (see 'pretrained list')")
     try:
