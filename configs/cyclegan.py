@@ -13,8 +13,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.train_a = ""  # folder of domain-A images (the reference's trainA/)
-    c.data.train_b = ""  # folder of domain-B images
+    c.data.dataset = ""  # a jaxcycle dataset (`jaxcycle data ingest`), path or kvstore URL,
+    c.data.split = "train"  # and the side of its patient split to train on; or else
+    c.data.train_a = ""  # a folder of domain-A images (the reference's trainA/)
+    c.data.train_b = ""  # and one of domain-B images
     c.data.load_size = 286  # resize to this,
     c.data.crop_size = 256  # then random crop to this,
     c.data.flip = True  # and random horizontal flip
@@ -26,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.generator = "resnet_9blocks"  # or resnet_6blocks, unet_256, unet_128
     c.model.ngf = 64
+    c.model.n_blocks = -1  # residual blocks; -1: the preset's (9 or 6)
     c.model.discriminator = "basic"  # 70x70 PatchGAN; or n_layers, pixel
     c.model.ndf = 64
     c.model.n_layers_d = 3  # for discriminator = 'n_layers'

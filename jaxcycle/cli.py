@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="checkpoints, metrics, samples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train, takes_overrides=True)
+
+    from jaxcycle.data.cli import register as register_data
+
+    register_data(sub)
     return parser
 
 

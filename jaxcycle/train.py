@@ -28,19 +28,25 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from jaxcycle import cyclegan, nets, parallel
+from jaxcycle import cyclegan, parallel
 from jaxcycle.architecture import Architecture
 
 
-class TrainingDiverged(RuntimeError):
+class DivergenceError(RuntimeError):
     """A loss became NaN or infinite."""
 
 
 def networks_from_config(config: ml_collections.ConfigDict) -> cyclegan.Networks:
     """The four networks a config describes."""
     m = config.model
+    blocks = {"n_blocks": m.n_blocks} if m.n_blocks >= 0 else {}
     generator = Architecture.preset(
-        m.generator, width=m.ngf, norm=m.norm, use_dropout=m.use_dropout, padding=m.padding
+        m.generator,
+        width=m.ngf,
+        norm=m.norm,
+        use_dropout=m.use_dropout,
+        padding=m.padding,
+        **blocks,
     )
     if m.discriminator == "n_layers":
         discriminator = Architecture("nlayer", width=m.ndf, norm=m.norm, n_layers=m.n_layers_d)
@@ -61,18 +67,37 @@ def optimizers(
     return cyclegan.adam(schedule, o.beta1, o.beta2), cyclegan.adam(schedule, o.beta1, o.beta2)
 
 
-def make_loader(config: ml_collections.ConfigDict, global_batch: int):
-    """The unpaired loader of this process's part of each global batch."""
-    from jaxcycle.data import loader
+def training_sources(config: ml_collections.ConfigDict) -> tuple:
+    """The A and B sources a config names: a dataset split, else two image folders; images
+    matched to the configured channel counts."""
+    from jaxcycle.data.sources import ChannelMatched, ImageFolderSource
 
     d = config.data
-    augment = loader.Augment(d.load_size, d.crop_size, d.flip)
-    return loader.UnpairedLoader(
-        loader.ImageFolderSource(d.train_a, channels=d.channels_a),
-        loader.ImageFolderSource(d.train_b, channels=d.channels_b),
+    if d.dataset:
+        from jaxcycle.data.store import Dataset
+
+        dataset = Dataset.open(d.dataset)
+        sources = dataset.source("A", d.split), dataset.source("B", d.split)
+    elif d.train_a and d.train_b:
+        sources = ImageFolderSource(d.train_a), ImageFolderSource(d.train_b)
+    else:
+        raise ValueError("no training data: set data.dataset, or data.train_a and data.train_b")
+    return ChannelMatched(sources[0], d.channels_a), ChannelMatched(sources[1], d.channels_b)
+
+
+def make_loader(config: ml_collections.ConfigDict, global_batch: int):
+    """The unpaired loader of this process's part of each global batch."""
+    from jaxcycle.data.augment import Augment
+    from jaxcycle.data.loader import UnpairedLoader
+
+    d = config.data
+    source_a, source_b = training_sources(config)
+    return UnpairedLoader(
+        source_a,
+        source_b,
         global_batch,
         seed=config.seed,
-        augment=augment,
+        augment=Augment(d.load_size, d.crop_size, d.flip),
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         prefetch=d.prefetch,
@@ -245,7 +270,7 @@ def train(
             if bad:
                 manager.wait_until_finished()
                 where = f"step {last_saved}" if last_saved is not None else "none saved yet"
-                raise TrainingDiverged(
+                raise DivergenceError(
                     f"{', '.join(bad)} became {metrics[bad[0]]} at step {step + 1}; the last "
                     f"good checkpoint in {workdir / 'checkpoints'} is kept ({where})"
                 )

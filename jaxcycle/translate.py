@@ -21,24 +21,18 @@ from tqdm import tqdm
 
 from jaxcycle import checkpoints
 from jaxcycle.architecture import Architecture
-from jaxcycle.data.images import IMAGE_SUFFIXES, LoadedImage, read_image, write_image
+from jaxcycle.data.images import (
+    IMAGE_SUFFIXES,
+    LoadedImage,
+    match_channels,
+    read_image,
+    write_image,
+)
 
 
 def size_multiple(arch: Architecture) -> int:
     """Input sizes must be multiples of this for the output to match the input size."""
     return 2**arch.num_downs if arch.kind == "unet" else 4
-
-
-def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
-    """HWC pixels with C made equal to `channels` (1 <-> 3) by replication or averaging."""
-    have = pixels.shape[-1]
-    if have == channels:
-        return pixels
-    if have == 1:
-        return np.repeat(pixels, channels, axis=-1)
-    if channels == 1:
-        return pixels.mean(axis=-1, keepdims=True)
-    raise ValueError(f"cannot feed {have}-channel images to a {channels}-channel generator")
 
 
 def pad_to_multiple(pixels: np.ndarray, multiple: int) -> np.ndarray:

@@ -63,6 +63,18 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(pixels, bits, grey)
 
 
+def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """HWC pixels with C made equal to `channels` (1 <-> 3) by replication or averaging."""
+    have = pixels.shape[-1]
+    if have == channels:
+        return pixels
+    if have == 1:
+        return np.repeat(pixels, channels, axis=-1)
+    if channels == 1:
+        return pixels.mean(axis=-1, keepdims=True)
+    raise ValueError(f"cannot feed {have}-channel images to a {channels}-channel generator")
+
+
 def to_levels(pixels: np.ndarray, bits: int = 8) -> np.ndarray:
     """[-1, 1] floats -> unsigned integers of `bits` bits, rounded to the nearest level."""
     top = 2**bits - 1
