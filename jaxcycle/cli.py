@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from jaxcycle import __version__
 
@@ -68,6 +69,24 @@ def _train(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.overrides)
     train(config, args.workdir, progress=not args.quiet)
     print(f"done: {args.workdir}")
+
+
+def _metrics(args: argparse.Namespace) -> None:
+    from jaxcycle.evaluate import format_summary, score_files
+
+    scores = score_files(args.ref, args.pred, window=tuple(args.hu_window))
+    print(f"{len(scores.names)} image(s)")
+    print(format_summary({args.pred: scores.summary()}), end="")
+    if args.csv:
+        print(f"per-image scores: {scores.write_csv(args.csv)}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from jaxcycle.evaluate import evaluate_run, format_summary
+
+    results = evaluate_run(args.workdir, args.dataset, args.split, args.output, args.batch_size)
+    print(format_summary({d: s.summary() for d, s in results.items()}), end="")
+    print(f"per-image CSVs and summary in {args.output or Path(args.workdir) / 'eval'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +166,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="checkpoints, metrics, samples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train, takes_overrides=True)
+
+    p = sub.add_parser(
+        "metrics",
+        help="score predictions against references: PSNR, SSIM, UQI, VIF (+ MAE/RMSE in HU)",
+        description="Score image files (8/16-bit), DICOM files or NIfTI volumes (slice by slice) "
+        "in PRED against the files of the same names in REF. Images are mapped to [0, 1] by "
+        "their bit depth, HU images by --hu-window; PSNR and SSIM use data range 1, UQI and VIF "
+        "are computed on [0, 255]. Prints mean and std; --csv writes one row per image.",
+    )
+    p.add_argument("ref", help="reference file or folder")
+    p.add_argument("pred", help="prediction file or folder (same file names)")
+    p.add_argument("--csv", help="write per-image scores here")
+    p.add_argument(
+        "--hu-window",
+        type=float,
+        nargs=2,
+        default=[-1024.0, 3071.0],
+        metavar=("LO", "HI"),
+        help="HU range mapped to [0, 1] for DICOM/NIfTI (default -1024 3071)",
+    )
+    p.set_defaults(func=_metrics)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a trained run on a paired dataset's test split, both directions",
+        description="Translate the test split of a paired dataset in both directions with a "
+        "run's latest generators and score the results (PSNR, SSIM, UQI, VIF; MAE/RMSE in HU "
+        "for CT). Writes per-image CSVs and a summary table (Markdown and CSV).",
+    )
+    p.add_argument("--workdir", required=True, help="the training run")
+    p.add_argument("--dataset", help="paired dataset (default: the run's data.dataset)")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--output", help="output folder (default WORKDIR/eval)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_evaluate)
 
     from jaxcycle.data.cli import register as register_data
 
