@@ -35,6 +35,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.norm = "instance"
     c.model.use_dropout = False
     c.model.padding = "reflect"
+    c.model.adapter_widths = ()  # transfer learning: new FC layers on the bottleneck
+    c.model.adapter_activation = "softmax"  # softmax (the paper), relu, gelu, identity
+    c.model.adapter_residual = False  # x + FC(...(x)), last layer zero: starts as pretrained
+    c.model.adapter_position = -1  # after this many residual blocks; -1: after all
     c.model.init = "normal"  # normal, xavier, kaiming, orthogonal
     c.model.init_gain = 0.02
 
@@ -51,6 +55,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.beta2 = 0.999
     c.optim.n_epochs = 100  # constant rate for this many epochs,
     c.optim.n_epochs_decay = 100  # then linearly down over this many
+
+    c.transfer = ml_collections.ConfigDict()
+    c.transfer.pretrained = ""  # a published generator (`jaxcycle pretrained list`) for both
+    c.transfer.checkpoint = ""  # or a params directory or reference .pth of a generator
+    c.transfer.reverse = False  # start gen_ba from the pretrained model's reverse, if published
+    c.transfer.freeze = "full"  # which generator parameters train: paper, decoder, full
+    c.transfer.trainable = ()  # more regexes over 'gen_ab/R3/conv1/conv/kernel'-style paths
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 1  # global, over all devices and hosts

@@ -107,6 +107,11 @@ def torch_to_flax(
 
 def flax_to_torch(variables: Mapping[str, Any], arch: Architecture) -> OrderedDict:
     """Flax variables -> a state_dict that the reference model loads with `strict=True`."""
+    if arch.adapter_widths:
+        raise ValueError(
+            "the reference architecture has no adapter (transfer-learning) layers; a generator "
+            "with them cannot be written as a reference .pth"
+        )
     sd: OrderedDict[str, np.ndarray] = OrderedDict()
     for layer in layer_table(arch):
         for leaf in LEAVES[layer.kind]:

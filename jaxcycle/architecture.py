@@ -42,8 +42,16 @@ class Architecture:
     n_layers: int = 3
     use_dropout: bool = False
     padding: str = "reflect"
+    # Transfer learning (ResNet generators): new per-pixel FC layers on the bottleneck.
+    adapter_widths: tuple[int, ...] = ()
+    adapter_activation: str = "softmax"
+    adapter_residual: bool = False
+    adapter_position: int = -1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "adapter_widths", tuple(self.adapter_widths))
+        if self.adapter_widths and self.kind != "resnet":
+            raise ValueError("adapter layers are only available in ResNet generators")
         if self.kind not in KINDS:
             raise ValueError(f"unknown architecture kind {self.kind!r}; expected one of {KINDS}")
         if self.norm not in nets.NORMS:
@@ -69,6 +77,10 @@ class Architecture:
                 self.use_dropout,
                 self.padding,
                 init,
+                self.adapter_widths,
+                self.adapter_activation,
+                self.adapter_residual,
+                self.adapter_position,
             )
         if self.kind == "unet":
             return nets.UnetGenerator(
@@ -93,7 +105,11 @@ class Architecture:
             if self.is_generator
             else f"{self.input_nc} channels"
         )
-        return f"{head}, {channels}, {self.norm} norm"
+        adapter = ""
+        if self.adapter_widths:
+            form = "residual " if self.adapter_residual else ""
+            adapter = f", {form}adapter {list(self.adapter_widths)} {self.adapter_activation}"
+        return f"{head}, {channels}, {self.norm} norm{adapter}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

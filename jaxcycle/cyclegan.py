@@ -132,6 +132,22 @@ def adam(
     return optax.adam(schedule, b1=beta1, b2=beta2, eps=1e-8)
 
 
+def abstract_generator_params(
+    nets: Networks, image_shape_a: tuple[int, int, int], image_shape_b: tuple[int, int, int]
+) -> dict[str, Any]:
+    """Shapes of {'gen_ab': ..., 'gen_ba': ...} params, computed without allocating them."""
+    modules = nets.modules()
+
+    def init() -> dict[str, Params]:
+        key = jax.random.PRNGKey(0)
+        return {
+            name: modules[name].init(key, jnp.zeros((1, *shape)))["params"]
+            for name, shape in (("gen_ab", image_shape_a), ("gen_ba", image_shape_b))
+        }
+
+    return jax.eval_shape(init)
+
+
 def init_state(
     nets: Networks,
     gen_tx: optax.GradientTransformation,

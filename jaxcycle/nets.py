@@ -250,6 +250,55 @@ class ResnetBlock(nn.Module):
         return x + y
 
 
+ADAPTER_ACTIVATIONS = {
+    "softmax": lambda x: nn.softmax(x, axis=-1),  # the paper's choice
+    "relu": nn.relu,
+    "gelu": nn.gelu,
+    "identity": lambda x: x,
+}
+
+
+class Adapter(nn.Module):
+    """New fully connected layers FC1, FC2, ... applied to every pixel of a feature map (1x1
+    convolutions), for transfer learning (the paper's Algorithm 1: FC1 = FC2 = 256, softmax).
+
+    Plain: x -> act(FC1 x) -> act(FC2 ...). Residual: x + FCn(act(... act(FC1 x))), the last
+    layer initialised to zero, so that before training the adapted network computes exactly
+    what the pretrained one did. The last width must equal the input's channel count.
+    """
+
+    widths: tuple[int, ...] = (256, 256)
+    activation: str = "softmax"
+    residual: bool = False
+    init_scheme: Init = field(default_factory=Init)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.activation not in ADAPTER_ACTIVATIONS:
+            raise ValueError(
+                f"unknown adapter activation {self.activation!r}; "
+                f"expected one of {sorted(ADAPTER_ACTIVATIONS)}"
+            )
+        if self.widths[-1] != x.shape[-1]:
+            raise ValueError(
+                f"the adapter's last width {self.widths[-1]} must equal the {x.shape[-1]} "
+                "channels it feeds back into the network"
+            )
+        act = ADAPTER_ACTIVATIONS[self.activation]
+        h = x
+        for i, width in enumerate(self.widths):
+            zero_last = self.residual and i == len(self.widths) - 1
+            kernel_init = (
+                nn.initializers.zeros
+                if zero_last
+                else weight_init(self.init_scheme.kind, self.init_scheme.gain)
+            )
+            h = nn.Dense(width, kernel_init=kernel_init, name=f"fc{i + 1}")(h.astype(x.dtype))
+            if not zero_last:
+                h = act(h)
+        return x + h if self.residual else h
+
+
 class ResnetGenerator(nn.Module):
     """The CycleGAN ResNet generator: c7s1-64, d128, d256, R256 x n_blocks, u128, u64, c7s1-3.
 
@@ -264,15 +313,33 @@ class ResnetGenerator(nn.Module):
     use_dropout: bool = False
     padding: str = "reflect"
     init_scheme: Init = field(default_factory=Init)
+    adapter_widths: tuple[int, ...] = ()  # transfer learning: FC layers on the bottleneck,
+    adapter_activation: str = "softmax"
+    adapter_residual: bool = False
+    adapter_position: int = -1  # after this many residual blocks; -1: after all of them
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         ngf, norm, init = self.ngf, self.norm, self.init_scheme
+        position = self.n_blocks if self.adapter_position < 0 else self.adapter_position
+        if not 0 <= position <= self.n_blocks:
+            raise ValueError(f"adapter position {position} outside 0..{self.n_blocks}")
         x = ConvNormAct(ngf, 7, 1, 3, "reflect", norm, init_scheme=init, name="c7s1_in")(x, train)
         x = ConvNormAct(2 * ngf, 3, 2, 1, "zero", norm, init_scheme=init, name="d1")(x, train)
         x = ConvNormAct(4 * ngf, 3, 2, 1, "zero", norm, init_scheme=init, name="d2")(x, train)
-        for i in range(1, self.n_blocks + 1):
-            x = ResnetBlock(self.padding, norm, self.use_dropout, init, name=f"R{i}")(x, train)
+        for i in range(self.n_blocks + 1):
+            if self.adapter_widths and i == position:
+                x = Adapter(
+                    self.adapter_widths,
+                    self.adapter_activation,
+                    self.adapter_residual,
+                    init,
+                    name="adapter",
+                )(x)
+            if i < self.n_blocks:
+                x = ResnetBlock(self.padding, norm, self.use_dropout, init, name=f"R{i + 1}")(
+                    x, train
+                )
         # The bottleneck features, for latent-space plots: apply(..., mutable="intermediates").
         self.sow("intermediates", "bottleneck", x)
         for name, features in (("u1", 2 * ngf), ("u2", ngf)):

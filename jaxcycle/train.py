@@ -28,7 +28,7 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from jaxcycle import cyclegan, parallel
+from jaxcycle import cyclegan, parallel, transfer
 from jaxcycle.architecture import Architecture
 
 
@@ -39,14 +39,21 @@ class DivergenceError(RuntimeError):
 def networks_from_config(config: ml_collections.ConfigDict) -> cyclegan.Networks:
     """The four networks a config describes."""
     m = config.model
-    blocks = {"n_blocks": m.n_blocks} if m.n_blocks >= 0 else {}
+    extra = {"n_blocks": m.n_blocks} if m.n_blocks >= 0 else {}
+    if m.adapter_widths:
+        extra.update(
+            adapter_widths=tuple(m.adapter_widths),
+            adapter_activation=m.adapter_activation,
+            adapter_residual=m.adapter_residual,
+            adapter_position=m.adapter_position,
+        )
     generator = Architecture.preset(
         m.generator,
         width=m.ngf,
         norm=m.norm,
         use_dropout=m.use_dropout,
         padding=m.padding,
-        **blocks,
+        **extra,
     )
     if m.discriminator == "n_layers":
         discriminator = Architecture("nlayer", width=m.ndf, norm=m.norm, n_layers=m.n_layers_d)
@@ -58,13 +65,24 @@ def networks_from_config(config: ml_collections.ConfigDict) -> cyclegan.Networks
 
 
 def optimizers(
-    config: ml_collections.ConfigDict, steps_per_epoch: int
+    config: ml_collections.ConfigDict, steps_per_epoch: int, networks: cyclegan.Networks
 ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     """Adam for the generator pair and for the discriminator pair, on the reference's
-    learning-rate policy."""
-    o = config.optim
+    learning-rate policy; generator parameters outside the config's freeze rule get none."""
+    o, t = config.optim, config.transfer
     schedule = cyclegan.learning_rate_schedule(o.lr, o.n_epochs, o.n_epochs_decay, steps_per_epoch)
-    return cyclegan.adam(schedule, o.beta1, o.beta2), cyclegan.adam(schedule, o.beta1, o.beta2)
+    gen_tx = cyclegan.adam(schedule, o.beta1, o.beta2)
+    disc_tx = cyclegan.adam(schedule, o.beta1, o.beta2)
+    if t.freeze != "full" or t.trainable:
+        crop = config.data.crop_size
+        shapes = cyclegan.abstract_generator_params(
+            networks, (crop, crop, config.data.channels_a), (crop, crop, config.data.channels_b)
+        )
+        mask = transfer.trainable_mask(shapes, transfer.freeze_patterns(t.freeze, t.trainable))
+        if jax.process_index() == 0:
+            print(transfer.summary(shapes, mask))
+        gen_tx = transfer.masked_optimizer(gen_tx, mask)
+    return gen_tx, disc_tx
 
 
 def training_sources(config: ml_collections.ConfigDict) -> tuple:
@@ -188,7 +206,7 @@ def train(
     """Trains (or resumes training) in `workdir`; returns the final state.
 
     `initial_params` (by network name: gen_ab, gen_ba, disc_a, disc_b) replaces the random
-    initialisation of a fresh run, e.g. with pretrained generators.
+    initialisation of a fresh run; by default the generators named by `config.transfer` do.
     """
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +229,9 @@ def train(
     # --- Networks, objective and optimizers.
     networks = networks_from_config(config)
     objective = cyclegan.Objective(**config.objective.to_dict())
-    gen_tx, disc_tx = optimizers(config, steps_per_epoch)
+    gen_tx, disc_tx = optimizers(config, steps_per_epoch, networks)
+    if initial_params is None:
+        initial_params = transfer.transfer_params(config, networks)
     crop = config.data.crop_size
     init = functools.partial(
         cyclegan.init_state,

@@ -106,3 +106,38 @@ def test_merge_pretrained_keeps_new_layers_and_checks_shapes():
         transfer.merge_pretrained(fresh, {"a": {"k": np.zeros(4)}})
     with pytest.raises(ValueError, match="does not have"):
         transfer.merge_pretrained(fresh, {"b": {"k": np.zeros(1)}})
+
+
+def test_residual_adapter_starts_as_the_pretrained_generator():
+    pretrained = _params(RGB)["params"]
+    adapted_arch = Architecture.from_dict(
+        {
+            **RGB.to_dict(),
+            "adapter_widths": (16, 32),
+            "adapter_residual": True,
+            "adapter_activation": "gelu",
+            "adapter_position": 1,
+        }
+    )
+    params = transfer.initial_generator_params(adapted_arch, pretrained, jax.random.PRNGKey(3))
+    assert params["adapter"]["fc1"]["kernel"].shape == (32, 16)
+    assert not np.any(params["adapter"]["fc2"]["kernel"])
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    expected = RGB.build().apply({"params": pretrained}, x)
+    got = adapted_arch.build().apply({"params": params}, x)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_paper_adapter_is_softmax_fc_layers_on_the_bottleneck():
+    arch = Architecture.from_dict({**RGB.to_dict(), "adapter_widths": (32, 32)})
+    params = transfer.initial_generator_params(arch, _params(RGB)["params"], jax.random.PRNGKey(0))
+    x = np.random.default_rng(5).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    _, inter = arch.build().apply(
+        {"params": params}, x, capture_intermediates=True, mutable=["intermediates"]
+    )
+    bottleneck = inter["intermediates"]["adapter"]["__call__"][0]
+    assert bottleneck.shape == (1, 8, 8, 32)
+    np.testing.assert_allclose(np.sum(bottleneck, axis=-1), 1.0, rtol=1e-5)  # softmax output
+    with pytest.raises(ValueError, match="last width 16 must equal the 32 channels"):
+        bad = Architecture.from_dict({**RGB.to_dict(), "adapter_widths": (16,)})
+        bad.build().init(jax.random.PRNGKey(0), x)
