@@ -20,8 +20,9 @@ is reported and skipped.
 
 Latent space: test MR and CT slices alike through one encoder, gen_ab's (MR -> CT), bottleneck
 features averaged over positions (one 4*ngf vector per slice), projected jointly: does the
-model's representation tell the modalities apart? Separability is the 5-fold cross-validated accuracy of a logistic-regression probe
-telling MR from CT features (0.5 = inseparable), and the silhouette score of the two groups.
+model's representation tell the modalities apart? Separability is the 5-fold cross-validated
+accuracy of a logistic-regression probe telling MR from CT features (0.5 = inseparable), and
+the silhouette score of the two groups.
 """
 
 from __future__ import annotations
