@@ -268,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     from jaxcycle.data.cli import register as register_data
 
     register_data(sub)
+
+    from jaxcycle.reader_study import register as register_reader_study
+
+    register_reader_study(sub)
     return parser
 
 
