@@ -56,16 +56,17 @@ import shutil
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from jaxcycle.data.images import image_files
 
 REAL, SYNTHETIC = "real", "synthetic"
 TRUTHS = (REAL, SYNTHETIC)
 KEY_COLUMNS = ("image", "original", "truth", "group", "pair")
 ANSWER_COLUMNS = ("reader", "image", "realism", "judged_real")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SCORES = (1, 2, 3, 4)
 DEFAULT_REAL_GROUP = "Ground truth"
 DEFAULT_SYNTHETIC_GROUP = "Synthetic"
@@ -79,28 +80,6 @@ PathLike = str | os.PathLike
 # ---------------------------------------------------------------------------------------------
 # Kit
 # ---------------------------------------------------------------------------------------------
-
-
-def collect_images(paths: Iterable[PathLike]) -> list[Path]:
-    """Image files from files and folders (a folder's images, not recursive, sorted by name).
-
-    Raises FileNotFoundError for a path that does not exist and ValueError for a folder holding
-    no image (suffixes: .png, .jpg, .jpeg, .tif, .tiff, .bmp).
-    """
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            images = sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not images:
-                raise ValueError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-            found += images
-        elif p.exists():
-            found.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    return found
 
 
 def _encode_png(src: Path) -> tuple[bytes, tuple[int, int], str]:
@@ -1129,8 +1108,8 @@ label.auto { display:flex; gap:8px; align-items:center; color:var(--muted); marg
 
 def _make(args: argparse.Namespace) -> None:
     kit = make_kit(
-        collect_images(args.real),
-        collect_images(args.synthetic),
+        image_files(args.real),
+        image_files(args.synthetic),
         args.out,
         seed=args.seed,
         title=args.title,

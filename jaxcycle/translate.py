@@ -22,8 +22,8 @@ from tqdm import tqdm
 from jaxcycle import checkpoints
 from jaxcycle.architecture import Architecture
 from jaxcycle.data.images import (
-    IMAGE_SUFFIXES,
     LoadedImage,
+    image_files,
     match_channels,
     read_image,
     write_image,
@@ -71,22 +71,6 @@ def translate_batch(
     return [match_channels(o, 1 if im.grey else 3) for o, im in zip(out, images, strict=True)]
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the image files directly inside any directory given, sorted."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise FileNotFoundError(f"{item}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-            files += found
-        elif item.exists():
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"{item}: no such file or directory")
-    return files
-
-
 def translate_files(
     checkpoint: str | os.PathLike,
     inputs: Iterable[str | os.PathLike],
@@ -102,7 +86,7 @@ def translate_files(
     """
     variables, arch, _ = checkpoints.load_params(checkpoint)
     generator = make_generator_fn(arch, variables)
-    files = expand_inputs(inputs)
+    files = image_files(inputs)
     output_dir = Path(output_dir)
     targets = [output_dir / f.name for f in files]
     seen: dict[str, Path] = {}

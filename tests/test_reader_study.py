@@ -22,6 +22,7 @@ import scipy.stats
 from PIL import Image, PngImagePlugin
 
 from jaxcycle import reader_study as rs
+from jaxcycle.data.images import image_files
 
 # ---------------------------------------------------------------------------------------------
 # Agreement by hand
@@ -358,9 +359,9 @@ def test_make_kit_groups_modes_and_errors(tmp_path, inputs):
         rs.make_kit([], synthetic, tmp_path / "k5")
     (tmp_path / "no_images").mkdir()
     with pytest.raises(ValueError, match="no_images: no images"):
-        rs.collect_images([tmp_path / "no_images"])
+        image_files([tmp_path / "no_images"])
     with pytest.raises(FileNotFoundError, match="nowhere: no such file or folder"):
-        rs.collect_images([tmp_path / "nowhere"])
+        image_files([tmp_path / "nowhere"])
 
 
 def test_make_kit_explicit_pairs(tmp_path, inputs):

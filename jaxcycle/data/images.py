@@ -8,6 +8,7 @@ requested bit depth (the reference truncates, which biases every image down by h
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,24 @@ def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
     if channels == 1:
         return pixels.mean(axis=-1, keepdims=True)
     raise ValueError(f"cannot feed {have}-channel images to a {channels}-channel generator")
+
+
+def image_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, and the image files directly inside any folder given, sorted."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(
+                p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise ValueError(f"{item}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            files += found
+        elif item.exists():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return files
 
 
 def to_levels(pixels: np.ndarray, bits: int = 8) -> np.ndarray:
