@@ -55,7 +55,9 @@ def weight_init(kind: str = "normal", gain: float = 0.02, transposed: bool = Fal
             2.0, "fan_in", "normal", in_axis=in_axis, out_axis=out_axis
         )
     if kind == "orthogonal":
-        return nn.initializers.orthogonal(scale=gain, column_axis=in_axis if transposed else -1)
+        # torch orthogonalises the rows of weight.view(size(0), -1): size(0) is out channels
+        # for a convolution, in channels for a transposed one.
+        return nn.initializers.orthogonal(scale=gain, column_axis=-2 if transposed else -1)
     raise ValueError(f"unknown init {kind!r}; expected one of {INITS}")
 
 
@@ -112,9 +114,7 @@ class Conv(nn.Module):
             weight_init(self.init_scheme.kind, self.init_scheme.gain),
             (k, k, x.shape[-1], self.features),
         )
-        y = ops.conv2d(
-            ops.pad2d(x, self.padding, self.pad_mode), kernel.astype(x.dtype), self.stride
-        )
+        y = ops.conv2d_padded(x, kernel.astype(x.dtype), self.stride, self.padding, self.pad_mode)
         return _add_bias(self, y)
 
 
