@@ -122,3 +122,22 @@ def test_rerun_resumes_without_retraining(study):
     outcomes = run_study(config, out, progress=False)
     assert done.stat().st_mtime_ns == before
     assert outcomes["generic_one"]["summaries"]
+
+
+def test_evaluate_command_on_a_study_run_gives_the_same_scores(study, tmp_path):
+    """`jaxcycle evaluate` on one of the study's training runs reproduces its per-image CSVs."""
+    from jaxcycle.cli import main
+
+    out, _, config = study
+    run = out / "models" / "generic_one"
+    assert main(["evaluate", "--workdir", str(run), "--output", str(tmp_path)]) == 0
+    for gen in ("gen_ab", "gen_ba"):
+        ours = _csv(tmp_path / f"per_image_{gen}.csv")
+        theirs = _csv(run / "eval" / f"per_image_{gen}.csv")
+        assert [r["name"] for r in ours] == [r["name"] for r in theirs]
+        for a, b in zip(ours, theirs, strict=True):
+            for key in a:
+                if key != "name":
+                    assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "A->B" in summary and "B->A" in summary
