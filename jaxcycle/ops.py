@@ -5,15 +5,37 @@ order, same normalisation epsilon), so that weights imported from the reference 
 the reference outputs. Kernels are stored as (kh, kw, in, out) for both convolutions and
 transposed convolutions, with the taps in PyTorch's order (never flipped).
 
-Where XLA is slow for the direct formulation, a faster but mathematically identical one is
-used, and `tests/test_ops.py` proves it equal to the plain `lax` version:
+Fast formulations. Where XLA:CPU is slow for the direct formulation, a faster but
+mathematically identical one is used; `tests/test_ops.py` proves each equal to the plain
+`lax` version, values and gradients:
 
-- `conv_transpose2d` splits a strided transposed convolution into one stride-1 convolution
-  per output phase and interleaves the results. On XLA:CPU the backward pass of the
-  input-dilated convolution that `lax.conv_transpose` lowers to is about 15x slower.
+- `conv_transpose2d_phases` splits a strided transposed convolution into one stride-1
+  convolution per output phase and interleaves the results. On XLA:CPU the backward pass of
+  the input-dilated convolution that `lax.conv_transpose` lowers to is about 15x slower.
+- `conv2d_reflect_fast` computes a 'VALID' convolution of a reflect-padded input as a
+  padded ('SAME'-style) convolution of which it keeps the interior: on XLA:CPU (jax 0.10,
+  YNNPACK convolutions) the 'VALID' convolution runs 2x (3x3, 256 channels) to 20x (7x7,
+  64 -> 3) slower. Its custom VJP computes dX as the 'VALID' convolution's transpose and dW
+  as one explicit convolution of the padded input with dY (batch and feature axes swapped),
+  since autodiff through the padded-and-cropped form is slow again.
+- `conv2d_strided_fast`, a zero-padded strided convolution (the d-layers and the PatchGAN's
+  Ck) whose input gradient is the phase-split transposed convolution of dY rather than
+  autodiff's input-dilated convolution.
+
+Which formulations the networks use is chosen per backend, at trace time, by
+`use_fast_formulations()`: the fast ones on the CPU, where they were measured, and the plain
+`lax` ones elsewhere (on GPU/TPU the plain convolutions map to the vendor libraries, and the
+CPU formulations were never measured there). `JAXCYCLE_FAST_OPS=1` (or `0`) in the
+environment, or the `fast_formulations(True/False)` context manager, overrides the choice;
+functions already jit-compiled keep the formulation they were traced with.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +43,33 @@ from jax import lax
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "zero": "constant"}
+
+_fast_override: bool | None = None
+
+
+def use_fast_formulations() -> bool:
+    """Whether the networks use the fast formulations: True on the CPU backend, unless
+    overridden by `fast_formulations(...)` or the JAXCYCLE_FAST_OPS environment variable."""
+    if _fast_override is not None:
+        return _fast_override
+    env = os.environ.get("JAXCYCLE_FAST_OPS", "").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    return jax.default_backend() == "cpu"
+
+
+@contextlib.contextmanager
+def fast_formulations(enabled: bool | None) -> Iterator[None]:
+    """Within the block, trace the networks with the fast formulations (True), the plain
+    `lax` ones (False) or the per-backend default (None)."""
+    global _fast_override
+    previous, _fast_override = _fast_override, enabled
+    try:
+        yield
+    finally:
+        _fast_override = previous
 
 
 def pad2d(x: jax.Array, pad: int, mode: str = "zero") -> jax.Array:
@@ -39,6 +88,122 @@ def pad2d(x: jax.Array, pad: int, mode: str = "zero") -> jax.Array:
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
     """`nn.Conv2d` with `padding=0` (pad first with `pad2d`): NHWC input, (kh, kw, in, out)."""
     return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=_DIMS)
+
+
+def conv2d_padded(
+    x: jax.Array, kernel: jax.Array, stride: int = 1, padding: int = 0, pad_mode: str = "zero"
+) -> jax.Array:
+    """`nn.Conv2d` preceded by its padding (`pad2d(x, padding, pad_mode)`).
+
+    Zero padding is the convolution's own (no padded copy of the input). Reflect and
+    replicate padding pad first; the stride-1 convolution that follows is
+    `conv2d_reflect_fast` when `use_fast_formulations()`, else the plain 'VALID' one.
+    """
+    if pad_mode == "zero":
+        if stride > 1 and use_fast_formulations():
+            return conv2d_strided_fast(x, kernel, stride, padding)
+        return _zero_padded_conv(x, kernel, stride, padding)
+    padded = pad2d(x, padding, pad_mode)
+    if stride == 1 and use_fast_formulations():
+        return conv2d_reflect_fast(padded, kernel)
+    return conv2d(padded, kernel, stride)
+
+
+@jax.custom_vjp
+def conv2d_reflect_fast(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 'VALID' correlation (`conv2d(x, kernel)`), fast on XLA:CPU.
+
+    Meant for an input that was just padded (reflect or replicate): convolves with zero
+    padding k // 2 on each side and keeps the interior, the outputs whose window lies
+    inside `x`, which are exactly the 'VALID' ones. Gradients: see `_reflect_fast_bwd`.
+    """
+    return _same_interior(x, kernel)
+
+
+def _same_interior(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    kh, kw = kernel.shape[:2]
+    ph, pw = kh // 2, kw // 2
+    y = lax.conv_general_dilated(x, kernel, (1, 1), ((ph, ph), (pw, pw)), dimension_numbers=_DIMS)
+    out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    return y[:, ph : ph + out_h, pw : pw + out_w]
+
+
+def _reflect_fast_fwd(x: jax.Array, kernel: jax.Array):
+    return _same_interior(x, kernel), (x, kernel)
+
+
+def _reflect_fast_bwd(residuals, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """dX: the 'VALID' convolution's transpose, a full correlation of dY with the flipped,
+    in/out-swapped kernel. dW: one explicit convolution of X with dY as the kernel, batch and
+    feature axes swapped (X's channels as the batch, the images as the contracted features),
+    giving (Cin, kh, kw, Cout), transposed to (kh, kw, Cin, Cout)."""
+    x, kernel = residuals
+    kh, kw = kernel.shape[:2]
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    dx = lax.conv_general_dilated(
+        dy, flipped, (1, 1), ((kh - 1, kh - 1), (kw - 1, kw - 1)), dimension_numbers=_DIMS
+    )
+    return dx.astype(x.dtype), _kernel_gradient(x, dy, kernel, 1)
+
+
+conv2d_reflect_fast.defvjp(_reflect_fast_fwd, _reflect_fast_bwd)
+
+
+def _kernel_gradient(x_padded: jax.Array, dy: jax.Array, kernel: jax.Array, stride: int):
+    """dW of a 'VALID' correlation of `x_padded`, as one explicit convolution: X with dY as
+    the kernel (dilated by the stride), batch and feature axes swapped (X's channels as the
+    batch, the images as the contracted features), giving (Cin, kh', kw', Cout), cropped to
+    the kernel's taps and transposed to (kh, kw, Cin, Cout)."""
+    kh, kw = kernel.shape[:2]
+    dw = lax.conv_general_dilated(
+        x_padded,
+        dy,
+        (1, 1),
+        "VALID",
+        rhs_dilation=(stride, stride),
+        dimension_numbers=("CHWN", "IHWO", "NHWC"),
+    )
+    return dw[:, :kh, :kw].transpose(1, 2, 0, 3).astype(kernel.dtype)
+
+
+def _zero_padded_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    pads = ((padding, padding), (padding, padding))
+    return lax.conv_general_dilated(x, kernel, (stride, stride), pads, dimension_numbers=_DIMS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d_strided_fast(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """A strided convolution with zero padding (`nn.Conv2d(stride=s, padding=p)`), with
+    gradients fast on XLA:CPU.
+
+    The forward pass is the plain convolution. Its input gradient, a transposed convolution
+    of dY, which autodiff writes as an input-dilated convolution (slow to run on XLA:CPU),
+    is `conv_transpose2d_phases` of dY with the kernel's in/out axes swapped; the kernel
+    gradient is `_kernel_gradient`.
+    """
+    return _zero_padded_conv(x, kernel, stride, padding)
+
+
+def _strided_fast_fwd(x, kernel, stride, padding):
+    return _zero_padded_conv(x, kernel, stride, padding), (x, kernel)
+
+
+def _strided_fast_bwd(stride, padding, residuals, dy):
+    x, kernel = residuals
+    k = kernel.shape[0]
+    # The rows (columns) of X beyond the last window: the transposed convolution's
+    # output_padding, one value for both axes in the phase split.
+    extra_h, extra_w = ((size + 2 * padding - k) % stride for size in x.shape[1:3])
+    if extra_h == extra_w:
+        dx = conv_transpose2d_phases(dy, kernel.transpose(0, 1, 3, 2), stride, padding, extra_h)
+    else:
+        _, input_vjp = jax.vjp(lambda x: _zero_padded_conv(x, kernel, stride, padding), x)
+        (dx,) = input_vjp(dy)
+    x_padded = pad2d(x, padding, "zero")
+    return dx.astype(x.dtype), _kernel_gradient(x_padded, dy, kernel, stride)
+
+
+conv2d_strided_fast.defvjp(_strided_fast_fwd, _strided_fast_bwd)
 
 
 def conv_transpose2d_reference(
@@ -77,6 +242,17 @@ def _phase_taps(k: int, stride: int, padding: int, phase: int) -> tuple[list[int
 
 
 def conv_transpose2d(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: int, output_padding: int = 0
+) -> jax.Array:
+    """`nn.ConvTranspose2d`: `conv_transpose2d_phases` when `use_fast_formulations()`, else
+    `conv_transpose2d_reference`. `kernel` is PyTorch's weight transposed to (kh, kw, in,
+    out)."""
+    if use_fast_formulations():
+        return conv_transpose2d_phases(x, kernel, stride, padding, output_padding)
+    return conv_transpose2d_reference(x, kernel, stride, padding, output_padding)
+
+
+def conv_transpose2d_phases(
     x: jax.Array, kernel: jax.Array, stride: int, padding: int, output_padding: int = 0
 ) -> jax.Array:
     """`nn.ConvTranspose2d` as `stride**2` stride-1 convolutions, one per output phase.

@@ -33,7 +33,7 @@ def test_conv_transpose_matches_torch(k, s, p, op):
         F.conv_transpose2d(_nchw(x), torch.from_numpy(w), stride=s, padding=p, output_padding=op)
     )
     kernel = jnp.asarray(w.transpose(2, 3, 0, 1))
-    for impl in (ops.conv_transpose2d, ops.conv_transpose2d_reference):
+    for impl in (ops.conv_transpose2d_phases, ops.conv_transpose2d_reference):
         got = np.asarray(impl(jnp.asarray(x), kernel, s, p, op))
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
@@ -49,7 +49,7 @@ def test_conv_transpose_phases_have_reference_gradients(k, s, p, op):
     def loss(impl):
         return lambda x, w: jnp.sum(impl(x, w, s, p, op) * probe)
 
-    fast = jax.grad(loss(ops.conv_transpose2d), argnums=(0, 1))(x, w)
+    fast = jax.grad(loss(ops.conv_transpose2d_phases), argnums=(0, 1))(x, w)
     plain = jax.grad(loss(ops.conv_transpose2d_reference), argnums=(0, 1))(x, w)
     for a, b in zip(fast, plain, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
@@ -83,3 +83,83 @@ def test_instance_norm_matches_torch():
 def test_unknown_pad_mode_is_an_error():
     with pytest.raises(ValueError, match="unknown padding mode 'mirror'"):
         ops.pad2d(jnp.zeros((1, 4, 4, 1)), 1, "mirror")
+
+
+@pytest.mark.parametrize(
+    "k,mode", [(3, "reflect"), (7, "reflect"), (3, "replicate"), (4, "reflect")]
+)
+def test_reflect_fast_conv_equals_valid_conv_values_and_gradients(k, mode):
+    """The padded-and-cropped convolution with its custom VJP is the plain 'VALID' one."""
+    rng = np.random.default_rng(k)
+    x = jnp.asarray(rng.standard_normal((2, 9, 8, 5), dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((k, k, 5, 3), dtype=np.float32))
+    padded = ops.pad2d(x, k // 2, mode)
+    np.testing.assert_allclose(
+        ops.conv2d_reflect_fast(padded, w), ops.conv2d(padded, w), atol=1e-5, rtol=0
+    )
+    probe = jnp.asarray(rng.standard_normal(ops.conv2d(padded, w).shape, dtype=np.float32))
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(conv(ops.pad2d(x, k // 2, mode), w) * probe)
+
+    fast = jax.grad(loss(ops.conv2d_reflect_fast), argnums=(0, 1))(x, w)
+    plain = jax.grad(loss(ops.conv2d), argnums=(0, 1))(x, w)
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("stride,padding,mode", [(1, 3, "reflect"), (2, 1, "zero"), (1, 1, "zero")])
+def test_padded_conv_matches_torch_with_either_formulation(stride, padding, mode):
+    rng = np.random.default_rng(stride + padding)
+    x = rng.standard_normal((2, 10, 9, 3), dtype=np.float32)
+    w = rng.standard_normal((4, 3, 3, 3), dtype=np.float32)  # (out, in, kh, kw)
+    t = _nchw(x)
+    if mode == "reflect":
+        t = F.pad(t, (padding,) * 4, mode="reflect")
+    expected = _nhwc(
+        F.conv2d(t, torch.from_numpy(w), stride=stride, padding=padding if mode == "zero" else 0)
+    )
+    for fast in (True, False):
+        with ops.fast_formulations(fast):
+            got = ops.conv2d_padded(
+                jnp.asarray(x), jnp.asarray(w.transpose(2, 3, 1, 0)), stride, padding, mode
+            )
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"fast={fast}")
+
+
+def test_fast_formulations_default_per_backend_and_override(monkeypatch):
+    monkeypatch.delenv("JAXCYCLE_FAST_OPS", raising=False)
+    assert ops.use_fast_formulations() == (jax.default_backend() == "cpu")
+    monkeypatch.setenv("JAXCYCLE_FAST_OPS", "0")
+    assert not ops.use_fast_formulations()
+    with ops.fast_formulations(True):
+        assert ops.use_fast_formulations()
+    assert not ops.use_fast_formulations()
+
+
+@pytest.mark.parametrize(
+    "h,w,k,s,p",
+    [(10, 10, 3, 2, 1), (9, 9, 3, 2, 1), (8, 8, 4, 2, 1), (7, 7, 4, 2, 1), (9, 8, 3, 2, 1)],
+)
+def test_strided_fast_conv_has_the_plain_gradients(h, w, k, s, p):
+    """Input gradient by the phase split (or, with rows and columns of different parity,
+    autodiff), kernel gradient by one explicit convolution: both equal autodiff's."""
+    rng = np.random.default_rng(h * w + k)
+    x = jnp.asarray(rng.standard_normal((2, h, w, 5), dtype=np.float32))
+    kernel = jnp.asarray(rng.standard_normal((k, k, 5, 4), dtype=np.float32))
+    with ops.fast_formulations(False):
+        plain_y = ops.conv2d_padded(x, kernel, s, p)
+    np.testing.assert_array_equal(ops.conv2d_strided_fast(x, kernel, s, p), plain_y)
+    probe = jnp.asarray(rng.standard_normal(plain_y.shape, dtype=np.float32))
+
+    def loss(fast):
+        def f(x, kernel):
+            with ops.fast_formulations(fast):
+                return jnp.sum(ops.conv2d_padded(x, kernel, s, p) * probe)
+
+        return f
+
+    fast = jax.grad(loss(True), argnums=(0, 1))(x, kernel)
+    plain = jax.grad(loss(False), argnums=(0, 1))(x, kernel)
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
