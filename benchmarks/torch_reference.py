@@ -282,7 +282,7 @@ class GANLoss(nn.Module):
     def forward(self, prediction, target_is_real: bool):
         if self.mode == "wgangp":
             return -prediction.mean() if target_is_real else prediction.mean()
-        target = torch.tensor(1.0 if target_is_real else 0.0).expand_as(prediction)
+        target = torch.full_like(prediction, 1.0 if target_is_real else 0.0)
         return self.loss(prediction, target)
 
 
@@ -354,5 +354,9 @@ class CycleGAN:
         loss_D_B.backward()
         self.opt_D.step()
         out = {k: float(v.detach()) for k, v in losses.items()}
-        out.update(loss_G=float(loss_G), disc_b=float(loss_D_A), disc_a=float(loss_D_B))
+        out.update(
+            loss_G=float(loss_G.detach()),
+            disc_b=float(loss_D_A.detach()),
+            disc_a=float(loss_D_B.detach()),
+        )
         return out

@@ -265,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
 
+    p = sub.add_parser(
+        "bench",
+        help="throughput against the PyTorch baseline (benchmarks/run.py)",
+        description="Train-step and inference throughput of jaxcycle and of the reference "
+        "PyTorch iteration, side by side in one run, with compile time, peak memory, "
+        "achieved TFLOP/s, MFU and scaling over devices. Same flags as "
+        "'python -m benchmarks.run'.",
+    )
+    from benchmarks.options import build_parser as build_bench_parser
+
+    build_bench_parser(p)
+    p.set_defaults(func=_bench)
+
     from jaxcycle.data.cli import register as register_data
 
     register_data(sub)
@@ -273,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_reader_study(sub)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from benchmarks.run import run
+
+    run(args)
 
 
 def _split_overrides(parser: argparse.ArgumentParser, extra: list[str]) -> list[str]:

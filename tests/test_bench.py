@@ -1,0 +1,90 @@
+"""The benchmark runner: its work counts against hand counts, and a small end-to-end run
+through `jaxcycle bench` (output structure only; speed is never asserted)."""
+
+import json
+
+import pytest
+
+from benchmarks.flops import forward_macs, train_iteration_macs
+from jaxcycle.architecture import Architecture
+from jaxcycle.cli import main
+
+pytest.importorskip("torch")
+
+
+def test_reference_networks_forward_macs_match_the_published_counts():
+    """ResNet-9 (ngf 64) 49.55 GMAC and the 70x70 PatchGAN 3.15 GMAC at 256x256."""
+    assert forward_macs(Architecture.preset("resnet_9blocks"), 256, 256) / 1e9 == pytest.approx(
+        49.55, abs=0.005
+    )
+    assert forward_macs(Architecture.preset("basic"), 256, 256) / 1e9 == pytest.approx(
+        3.15, abs=0.005
+    )
+
+
+def test_forward_macs_by_hand_for_a_small_generator():
+    """c7s1-8, d16, d32, one R32, u16, u8, c7s1-3 at 32x32, layer by layer."""
+    ngf, h = 8, 32
+    by_hand = (
+        h * h * ngf * 49 * 3  # c7s1-8
+        + (h // 2) ** 2 * 2 * ngf * 9 * ngf  # d16
+        + (h // 4) ** 2 * 4 * ngf * 9 * 2 * ngf  # d32
+        + 2 * (h // 4) ** 2 * 4 * ngf * 9 * 4 * ngf  # R32: two 3x3 convolutions
+        + (h // 4) ** 2 * 4 * ngf * 9 * 2 * ngf  # u16, counted on its input
+        + (h // 2) ** 2 * 2 * ngf * 9 * ngf  # u8
+        + h * h * 3 * 49 * ngf  # c7s1-3
+    )
+    arch = Architecture("resnet", 3, 3, ngf, "instance", n_blocks=1)
+    assert forward_macs(arch, h, h) == by_hand
+    with_adapter = Architecture(
+        "resnet", 3, 3, ngf, "instance", n_blocks=1, adapter_widths=(64, 32)
+    )
+    fc = (h // 4) ** 2 * (32 * 64 + 64 * 32)  # two per-pixel dense layers on the bottleneck
+    assert forward_macs(with_adapter, h, h) == by_hand + fc
+
+
+def test_train_iteration_counts_six_passes_of_each_network_and_three_times_forward():
+    gen, disc = Architecture.preset("resnet_9blocks"), Architecture.preset("basic")
+    work = train_iteration_macs(gen, disc, 256, 256)
+    assert work["forward"] == 6 * work["generator_forward"] + 6 * work["discriminator_forward"]
+    assert work["train"] == 3 * work["forward"]
+    assert 2 * work["train"] / 1e12 == pytest.approx(1.9, abs=0.01)  # about 1.9 TFLOP
+    no_identity = train_iteration_macs(gen, disc, 256, 256, identity_loss=False)
+    assert no_identity["generator_passes"] == 4
+
+
+def test_bench_command_writes_both_frameworks_side_by_side(tmp_path, capsys):
+    out, table = tmp_path / "bench.json", tmp_path / "bench.md"
+    argv = ["bench", "--sizes", "32", "--batches", "2", "--ngf", "8", "--ndf", "8"]
+    argv += ["--n-blocks", "1", "--repeats", "1", "--warmup", "0", "--pool-size", "2"]
+    argv += ["--scaling", "--cpu-devices", "2", "--json", str(out), "--markdown", str(table)]
+    assert main(argv) == 0
+    results = json.loads(out.read_text())
+    assert results["machine"]["backend"] == "cpu"
+    (train,) = results["train"]
+    assert (train["size"], train["batch"], train["dtype"]) == (32, 2, "float32")
+    assert train["jaxcycle"]["compile_s"] > 0 and len(train["jaxcycle"]["times_s"]) == 1
+    assert train["jaxcycle"]["pairs_per_s"] == pytest.approx(2 / train["jaxcycle"]["times_s"][0])
+    assert train["jaxcycle"]["xla_bytes"] > 0
+    torch_rate = train["torch"]["eager"]["pairs_per_s"]
+    assert train["ratio"] == pytest.approx(train["jaxcycle"]["pairs_per_s"] / torch_rate)
+    work = results["work"]["32"]
+    assert train["jaxcycle"]["tflops"] == pytest.approx(
+        2 * work["train"] * train["jaxcycle"]["pairs_per_s"] / 1e12
+    )
+    (inference,) = results["inference"]
+    assert inference["ratio"] == pytest.approx(
+        inference["jaxcycle"]["images_per_s"] / inference["torch"]["eager"]["images_per_s"]
+    )
+    assert [r["devices"] for r in results["scaling"]] == [1, 2]
+    assert [r["global_batch"] for r in results["scaling"]] == [1, 2]
+    assert results["scaling"][0]["efficiency"] == pytest.approx(1.0)
+    markdown = table.read_text()
+    assert "| 32 | 2 | float32 |" in markdown and "| 2 | 2 |" in markdown
+    assert markdown.strip() in capsys.readouterr().out
+
+
+def test_bench_refuses_an_unknown_torch_variant(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--torch-variants", "jit"])
+    assert "invalid choice: 'jit'" in capsys.readouterr().err
