@@ -37,8 +37,9 @@ def test_metrics_on_png_folders_match_skimage(tmp_path, capsys):
     for r in rows:
         ref, pred = refs[r["name"]]
         expected_psnr = peak_signal_noise_ratio(ref, pred, data_range=255)
-        expected_ssim = structural_similarity(ref, pred, data_range=255, gaussian_weights=True,
-                                              sigma=1.5, use_sample_covariance=False)
+        expected_ssim = structural_similarity(
+            ref, pred, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
         assert float(r["psnr"]) == pytest.approx(expected_psnr, rel=1e-4)
         assert float(r["ssim"]) == pytest.approx(expected_ssim, rel=1e-4)
         assert {"uqi", "vif"} <= set(r)

@@ -13,9 +13,16 @@ from jaxcycle.architecture import Architecture
 torch = pytest.importorskip("torch")
 from benchmarks import torch_reference as ref  # noqa: E402
 
-PAPER_LAMBDAS = {"style_cezanne": 9, "horse2zebra": 10, "apple2orange": 10,
-                 "monet2photo": 10, "iphone2dslr_flower": 10, "sat2map": 11,
-                 "facades_label2photo": 11, "cityscapes_photo2label": 11}
+PAPER_LAMBDAS = {
+    "style_cezanne": 9,
+    "horse2zebra": 10,
+    "apple2orange": 10,
+    "monet2photo": 10,
+    "iphone2dslr_flower": 10,
+    "sat2map": 11,
+    "facades_label2photo": 11,
+    "cityscapes_photo2label": 11,
+}
 
 
 def test_registry_holds_the_papers_eighteen_models():
@@ -71,8 +78,9 @@ def published(tmp_path_factory):
     small = ref.build(Architecture("resnet", 3, 3, 8, n_blocks=2))
     small_path = path.with_name("small.pth")
     torch.save(small.state_dict(), small_path)
-    server = _Server({"/m/horse2zebra.pth": path.read_bytes(),
-                      "/m/zebra2horse.pth": small_path.read_bytes()})
+    server = _Server(
+        {"/m/horse2zebra.pth": path.read_bytes(), "/m/zebra2horse.pth": small_path.read_bytes()}
+    )
     yield model, server
     server.close()
 
