@@ -30,6 +30,7 @@ functions already jit-compiled keep the formulation they were traced with.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -276,12 +277,41 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
 
     The variance is the biased one (mean of squared deviations), epsilon 1e-5 as in PyTorch.
     Statistics are computed in at least float32 whatever the input's dtype (bfloat16 sums
-    drift).
+    drift). The gradient is the closed form (see `_instance_norm_bwd`), twice as fast on
+    XLA:CPU as autodiff's.
     """
+    return _instance_norm(x, eps)
+
+
+def _normalise(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
+    """(x - mean) / std over H and W, and 1 / std, in at least float32."""
     wide = at_least_float32(x)
-    mean = jnp.mean(wide, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(wide - mean), axis=(1, 2), keepdims=True)
-    return ((wide - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
+    centred = wide - jnp.mean(wide, axis=(1, 2), keepdims=True)
+    inv_std = lax.rsqrt(jnp.mean(jnp.square(centred), axis=(1, 2), keepdims=True) + eps)
+    return centred * inv_std, inv_std
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _instance_norm(x: jax.Array, eps: float) -> jax.Array:
+    return _normalise(x, eps)[0].astype(x.dtype)
+
+
+def _instance_norm_fwd(x: jax.Array, eps: float):
+    normalised, inv_std = _normalise(x, eps)
+    return normalised.astype(x.dtype), (normalised, inv_std)
+
+
+def _instance_norm_bwd(eps: float, residuals, dy: jax.Array) -> tuple[jax.Array]:
+    """With x^ the normalised input and means over H and W:
+    dx = (dy - mean(dy) - x^ mean(dy x^)) / std."""
+    normalised, inv_std = residuals
+    g = at_least_float32(dy)  # dy has x's dtype, as the output has
+    mean = functools.partial(jnp.mean, axis=(1, 2), keepdims=True)
+    dx = inv_std * (g - mean(g) - normalised * mean(g * normalised))
+    return (dx.astype(dy.dtype),)
+
+
+_instance_norm.defvjp(_instance_norm_fwd, _instance_norm_bwd)
 
 
 def at_least_float32(x: jax.Array) -> jax.Array:

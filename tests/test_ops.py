@@ -138,3 +138,20 @@ def test_fast_formulations_default_per_backend_and_override(monkeypatch):
     with ops.fast_formulations(True):
         assert ops.use_fast_formulations()
     assert not ops.use_fast_formulations()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_instance_norm_gradient_matches_torch(dtype):
+    """The closed-form gradient against PyTorch's autograd through F.instance_norm."""
+    rng = np.random.default_rng(4)
+    x = 3 + 2 * rng.standard_normal((2, 7, 9, 4), dtype=np.float32)
+    probe = rng.standard_normal(x.shape, dtype=np.float32)
+    xt = _nchw(x).requires_grad_(True)
+    (F.instance_norm(xt, eps=1e-5) * _nchw(probe)).sum().backward()
+    expected = xt.grad.numpy().transpose(0, 2, 3, 1)
+    got = jax.grad(lambda x: jnp.sum(ops.instance_norm(x).astype(jnp.float32) * probe))(
+        jnp.asarray(x, dtype)
+    )
+    assert got.dtype == dtype
+    tol = 1e-5 if dtype == jnp.float32 else 5e-2
+    np.testing.assert_allclose(np.asarray(got, np.float32), expected, atol=tol, rtol=tol)
