@@ -32,6 +32,7 @@ from flax import struct
 
 from jaxcycle import losses, pool
 from jaxcycle.architecture import Architecture
+from jaxcycle.nets import Init
 from jaxcycle.ops import at_least_float32
 
 Params = Any
@@ -61,12 +62,19 @@ class Networks:
     gen_ba: Architecture
     disc_a: Architecture
     disc_b: Architecture
+    init: Init = Init()  # how fresh weights are drawn (the reference's init_type, init_gain)
 
     @classmethod
     def create(
-        cls, generator: Architecture, discriminator: Architecture, nc_a: int, nc_b: int
+        cls,
+        generator: Architecture,
+        discriminator: Architecture,
+        nc_a: int,
+        nc_b: int,
+        init: Init | None = None,
     ) -> Networks:
-        """Both directions from one generator and one discriminator design."""
+        """Both directions from one generator and one discriminator design; `init` draws
+        fresh weights (default: the reference's normal(0, 0.02))."""
         for arch in (generator, discriminator):
             if arch.norm == "batch":
                 raise ValueError(
@@ -82,11 +90,13 @@ class Networks:
             with_channels(generator, input_nc=nc_b, output_nc=nc_a),
             with_channels(discriminator, input_nc=nc_a),
             with_channels(discriminator, input_nc=nc_b),
+            init or Init(),
         )
 
     def modules(self) -> dict[str, nn.Module]:
         return {
-            name: getattr(self, name).build() for name in ("gen_ab", "gen_ba", "disc_a", "disc_b")
+            name: getattr(self, name).build(self.init)
+            for name in ("gen_ab", "gen_ba", "disc_a", "disc_b")
         }
 
 

@@ -77,6 +77,10 @@ class Init:
     kind: str = "normal"
     gain: float = 0.02
 
+    def __post_init__(self) -> None:
+        if self.kind not in INITS:
+            raise ValueError(f"unknown init {self.kind!r}; expected one of {INITS}")
+
 
 def _add_bias(layer: nn.Module, y: jax.Array) -> jax.Array:
     """Adds a layer's bias, if it has one.

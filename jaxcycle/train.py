@@ -28,7 +28,7 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from jaxcycle import cyclegan, parallel, transfer
+from jaxcycle import cyclegan, nets, parallel, transfer
 from jaxcycle.architecture import Architecture
 
 
@@ -60,7 +60,11 @@ def networks_from_config(config: ml_collections.ConfigDict) -> cyclegan.Networks
     else:
         discriminator = Architecture.preset(m.discriminator, width=m.ndf, norm=m.norm)
     return cyclegan.Networks.create(
-        generator, discriminator, config.data.channels_a, config.data.channels_b
+        generator,
+        discriminator,
+        config.data.channels_a,
+        config.data.channels_b,
+        nets.Init(m.init, m.init_gain),
     )
 
 

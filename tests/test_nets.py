@@ -64,3 +64,25 @@ def test_wgangp_step_adds_a_finite_gradient_penalty():
     assert {"disc_a_gp", "disc_b_gp"} <= set(metrics)
     assert all(np.isfinite(float(v)) for v in metrics.values())
     assert float(metrics["disc_a_gp"]) > 0
+
+
+def test_config_init_reaches_the_networks():
+    """`model.init` and `model.init_gain` of the config draw the fresh weights."""
+    from configs.cyclegan import get_config
+    from jaxcycle.train import networks_from_config
+
+    config = get_config()
+    config.model.ngf, config.model.ndf, config.model.n_blocks = 8, 8, 1
+    stds = {}
+    for gain in (0.02, 0.5):
+        config.model.init, config.model.init_gain = "normal", gain
+        nets_ = networks_from_config(config)
+        params = nets_.disc_a.build(nets_.init).init(
+            jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))
+        )
+        stds[gain] = float(np.std(np.asarray(params["params"]["C2"]["conv"]["kernel"])))
+    assert stds[0.02] == pytest.approx(0.02, rel=0.1)
+    assert stds[0.5] == pytest.approx(0.5, rel=0.1)
+    config.model.init = "uniform"
+    with pytest.raises(ValueError, match="unknown init 'uniform'"):
+        networks_from_config(config)
