@@ -172,3 +172,44 @@ def test_convert_never_overwrites(tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         convert_pth(src, tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_convert_runs_without_torch(tmp_path):
+    """`jaxcycle convert` (both ways) in a process where importing torch fails: the converter
+    needs no PyTorch, and the params it writes give the PyTorch model's output."""
+    import subprocess
+    import sys
+    import textwrap
+
+    arch = A("resnet", 3, 3, 8, "instance", n_blocks=2)
+    model = ref.randomize(ref.build(arch), seed=7)
+    src = tmp_path / "net.pth"
+    torch.save(model.state_dict(), src)
+    script = textwrap.dedent(
+        f"""
+        import sys
+
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+
+        sys.meta_path.insert(0, NoTorch())
+        from jaxcycle.cli import main
+
+        assert main(["convert", {str(src)!r}, {str(tmp_path / "params")!r}]) == 0
+        assert main(["convert", "--to-torch", {str(tmp_path / "params")!r},
+                     {str(tmp_path / "back.pth")!r}]) == 0
+        assert "torch" not in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
+    x = np.random.default_rng(3).standard_normal((1, 3, 16, 16), dtype=np.float32)
+    variables, _, _ = checkpoints.load_params(tmp_path / "params")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_run_flax(arch, variables, x), expected, atol=1e-5)
+    back = torch.load(tmp_path / "back.pth")
+    for name, tensor in model.state_dict().items():
+        if name in back:
+            assert torch.equal(back[name], tensor), name
