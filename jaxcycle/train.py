@@ -246,6 +246,8 @@ def train(
         (crop, crop, config.data.channels_b),
         config.train.pool_size,
         config.seed,
+        # The pools hold the fakes, which the networks return in at least float32.
+        image_dtype=jnp.promote_types(jnp.dtype(config.train.compute_dtype), jnp.float32),
     )
 
     # --- State: the run's latest checkpoint, else a fresh one.
