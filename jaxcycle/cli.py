@@ -23,8 +23,16 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _translate(args: argparse.Namespace) -> None:
-    from jaxcycle.translate import translate_files
+    from jaxcycle.data.nifti import is_nifti_file
+    from jaxcycle.translate import VolumeOptions, translate_files
 
+    volumes = VolumeOptions(
+        output_modality=args.output_modality,
+        ct_window=tuple(args.ct_window),
+        mr_percentiles=tuple(args.mr_percentiles),
+        mr_range=tuple(args.mr_range),
+        nifti_frame=args.nifti_frame,
+    )
     written = translate_files(
         args.checkpoint,
         args.inputs,
@@ -32,8 +40,12 @@ def _translate(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        volumes=volumes,
     )
-    print(f"wrote {len(written)} image(s) to {args.output}")
+    n_volumes = sum(1 for p in written if p.is_dir() or is_nifti_file(p))
+    counts = [f"{len(written) - n_volumes} image(s)"] if len(written) > n_volumes else []
+    counts += [f"{n_volumes} volume(s)"] if n_volumes else []
+    print(f"wrote {' and '.join(counts) or '0 image(s)'} to {args.output}")
 
 
 def _pretrained(args: argparse.Namespace) -> None:
@@ -74,7 +86,15 @@ def _train(args: argparse.Namespace) -> None:
 def _metrics(args: argparse.Namespace) -> None:
     from jaxcycle.evaluate import format_summary, score_files
 
-    scores = score_files(args.ref, args.pred, window=tuple(args.hu_window))
+    scores = score_files(
+        args.ref,
+        args.pred,
+        window=tuple(args.hu_window),
+        data_range=args.data_range,
+        vif_scale=args.vif_scale,
+        modality=args.modality,
+        mr_window=tuple(args.mr_window) if args.mr_window else None,
+    )
     print(f"{len(scores.names)} image(s)")
     print(format_summary({args.pred: scores.summary()}), end="")
     if args.csv:
@@ -82,11 +102,28 @@ def _metrics(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from jaxcycle.evaluate import evaluate_run, format_summary
+    from jaxcycle.evaluate import evaluate_params, evaluate_run, format_summary
 
-    results = evaluate_run(args.workdir, args.dataset, args.split, args.output, args.batch_size)
+    generators = args.gen_ab or args.gen_ba
+    if bool(args.workdir) == bool(generators):
+        raise ValueError("give either --workdir (a training run) or --gen-ab/--gen-ba")
+    options = dict(
+        split=args.split,
+        batch_size=args.batch_size,
+        images=not args.no_images,
+        overwrite=args.overwrite,
+    )
+    if args.workdir:
+        output = args.output or Path(args.workdir) / "eval"
+        results = evaluate_run(args.workdir, args.dataset, output=output, **options)
+    else:
+        if not (args.dataset and args.output):
+            raise ValueError("--gen-ab/--gen-ba need --dataset and --output")
+        output = args.output
+        results = evaluate_params(args.dataset, output, args.gen_ab, args.gen_ba, **options)
     print(format_summary({d: s.summary() for d, s in results.items()}), end="")
-    print(f"per-image CSVs and summary in {args.output or Path(args.workdir) / 'eval'}")
+    images = "" if args.no_images else "translated images, "
+    print(f"{images}per-image CSVs and summary in {output}")
 
 
 def _study(args: argparse.Namespace) -> None:
@@ -155,17 +192,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "translate",
-        help="run a generator over image files",
-        description="Translate PNG/JPEG/TIFF images (grey or RGB, 8- or 16-bit) with a "
-        "generator's params directory. Outputs keep the input names; grey inputs give grey "
-        "outputs of the same bit depth.",
+        help="run a generator over image files, NIfTI volumes or DICOM series",
+        description="Translate PNG/JPEG/TIFF images (grey or RGB, 8- or 16-bit), NIfTI volumes "
+        "(.nii, .nii.gz) and DICOM files or series folders with a generator's params "
+        "directory. Outputs keep the input names; grey inputs give grey outputs of the same "
+        "bit depth. Volumes are translated slice by slice from the other modality into "
+        "--output-modality and written in their own format: NIfTI with the source's affine and "
+        "header, DICOM as a new series marked synthetic.",
     )
-    p.add_argument("inputs", nargs="+", help="image files or directories of images")
+    p.add_argument("inputs", nargs="+", help="image, NIfTI or DICOM files, or folders holding them")
     p.add_argument("--checkpoint", required=True, help="params directory of a generator")
-    p.add_argument("--output", required=True, help="directory for the translated images")
-    p.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
+    p.add_argument("--output", required=True, help="directory for the translated outputs")
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="images or volume slices per step (default 8)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from jaxcycle.data.intensity import CT_WINDOW, MR_PERCENTILES, MR_RANGE
+
+    p.add_argument(
+        "--output-modality",
+        choices=("ct", "mr"),
+        help="what the generator translates volumes into (required for NIfTI/DICOM inputs; "
+        "they are read as the other modality)",
+    )
+    p.add_argument(
+        "--ct-window",
+        type=float,
+        nargs=2,
+        default=list(CT_WINDOW),
+        metavar=("LO", "HI"),
+        help="HU mapped to [-1, 1], CT in and out (default %(default)s, as data ingest)",
+    )
+    p.add_argument(
+        "--mr-percentiles",
+        type=float,
+        nargs=2,
+        default=list(MR_PERCENTILES),
+        metavar=("LO", "HI"),
+        help="an MR volume's percentiles mapped to -1 and 1 (default %(default)s)",
+    )
+    p.add_argument(
+        "--mr-range",
+        type=float,
+        nargs=2,
+        default=list(MR_RANGE),
+        metavar=("LO", "HI"),
+        help="MR output values that -1 and 1 stand for (default %(default)s)",
+    )
+    p.add_argument("--nifti-frame", type=int, help="the volume to take from 4D NIfTI files")
     p.set_defaults(func=_translate)
 
     p = sub.add_parser(
@@ -206,35 +281,81 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics",
         help="score predictions against references: PSNR, SSIM, UQI, VIF (+ MAE/RMSE in HU)",
         description="Score image files (8/16-bit), DICOM files or NIfTI volumes (slice by slice) "
-        "in PRED against the files of the same names in REF. Images are mapped to [0, 1] by "
-        "their bit depth, HU images by --hu-window; PSNR and SSIM use data range 1, UQI and VIF "
-        "are computed on [0, 255]. Prints mean and std; --csv writes one row per image.",
+        "in PRED against the files of the same names in REF. Each pair is mapped to [0, 1] by "
+        "the reference's kind: image files by their bit depth, CT by --hu-window (clipped), MR "
+        "by --mr-window (default the reference file's min and max; the prediction is clipped "
+        "to it). By default PSNR and SSIM use data range 1 on that scale (the full bit depth "
+        "or window) and UQI and VIF are computed on [0, 255]. MAE/RMSE in HU for CT only. "
+        "Prints mean and std; --csv writes one row per image.",
     )
     p.add_argument("ref", help="reference file or folder")
     p.add_argument("pred", help="prediction file or folder (same file names)")
     p.add_argument("--csv", help="write per-image scores here")
+    p.add_argument(
+        "--data-range",
+        type=float,
+        metavar="R",
+        help="PSNR/SSIM data range in the reference's own units: levels of its bit depth for "
+        "image files, HU for CT, scanner units for MR (default: the full range mapped to "
+        "[0, 1], i.e. 255 or 65535 levels, the --hu-window or --mr-window width)",
+    )
+    p.add_argument(
+        "--vif-scale",
+        type=float,
+        default=255.0,
+        metavar="S",
+        help="UQI and VIF are computed on the [0, 1] images times S (default 255: VIF's noise "
+        "variance 2 is in 8-bit grey levels squared; UQI does not depend on S)",
+    )
+    p.add_argument(
+        "--modality",
+        choices=("auto", "ct", "mr"),
+        default="auto",
+        help="DICOM/NIfTI references: ct (HU window, MAE/RMSE in HU) or mr (scanner units, no "
+        "HU metrics). Default auto: a DICOM reference's Modality tag (CT is ct, any other is "
+        "mr); files without the tag, such as NIfTI, are taken as ct",
+    )
     p.add_argument(
         "--hu-window",
         type=float,
         nargs=2,
         default=[-1024.0, 3071.0],
         metavar=("LO", "HI"),
-        help="HU range mapped to [0, 1] for DICOM/NIfTI (default -1024 3071)",
+        help="HU range mapped to [0, 1] for CT (default -1024 3071)",
+    )
+    p.add_argument(
+        "--mr-window",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="range mapped to [0, 1] for MR (default: each reference file's min and max)",
     )
     p.set_defaults(func=_metrics)
 
     p = sub.add_parser(
         "evaluate",
-        help="score a trained run on a paired dataset's test split, both directions",
-        description="Translate the test split of a paired dataset in both directions with a "
-        "run's latest generators and score the results (PSNR, SSIM, UQI, VIF; MAE/RMSE in HU "
-        "for CT). Writes per-image CSVs and a summary table (Markdown and CSV).",
+        help="score a trained run or converted generators on a paired dataset's test split",
+        description="Translate the test split of a paired dataset with a run's latest "
+        "generators (--workdir, both directions) or with params directories from 'jaxcycle "
+        "convert' or 'jaxcycle pretrained' (--gen-ab for A->B, --gen-ba for B->A; grey data "
+        "are replicated into 3-channel generators and the outputs averaged back) and score the "
+        "results (PSNR, SSIM, UQI, VIF; MAE/RMSE in HU for CT). Writes the translated images "
+        "(translated_gen_ab/PATIENT_SSSS.png; 16-bit for grey scanner data), per-image CSVs "
+        "and a summary table (Markdown and CSV); never over existing files without --overwrite.",
     )
-    p.add_argument("--workdir", required=True, help="the training run")
-    p.add_argument("--dataset", help="paired dataset (default: the run's data.dataset)")
+    p.add_argument("--workdir", help="the training run")
+    p.add_argument("--gen-ab", metavar="PARAMS", help="params directory translating A into B")
+    p.add_argument("--gen-ba", metavar="PARAMS", help="params directory translating B into A")
+    p.add_argument(
+        "--dataset", help="paired dataset (default with --workdir: the run's data.dataset)"
+    )
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--output", help="output folder (default WORKDIR/eval)")
+    p.add_argument(
+        "--output", help="output folder (default WORKDIR/eval; required with --gen-ab/--gen-ba)"
+    )
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-images", action="store_true", help="do not write translated images")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(

@@ -4,16 +4,22 @@ summaries in the layout of the paper's Tables III and IV.
 Conventions (see `jaxcycle.metrics` for the definitions):
 
 - Every image is first mapped to [0, 1] with an explicit range, never the image's own
-  maximum: image files by their bit depth (0..255 or 0..65535), HU images by a window
-  (default [-1024, 3071], the dataset's default CT window, clipped), network outputs from
-  [-1, 1]. PSNR and SSIM then use data range 1; UQI and VIF are computed on [0, 255].
-- MAE and RMSE are in HU, on the unclipped values, for CT images.
+  maximum: image files by their bit depth (0..255 or 0..65535), CT by a HU window (default
+  [-1024, 3071], the dataset's default CT window, clipped), MR (no physical unit) by a window
+  that defaults to the reference file's minimum and maximum, the same map applied to the
+  prediction (clipped), network outputs from [-1, 1].
+- PSNR and SSIM then use data range 1 unless a data range is given in the images' own units
+  (levels, HU, scanner units), which is divided by the width of that range. UQI and VIF are
+  computed on the [0, 1] images times 255 (the reference convention: VIF's noise variance 2 is
+  in 8-bit grey levels squared; UQI depends only on the zero, not on the scale).
+- MAE and RMSE are in HU, on the unclipped values, for CT images only.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +32,9 @@ from jaxcycle import metrics
 METRICS = ("psnr", "ssim", "uqi", "vif")
 HU_METRICS = ("mae_hu", "rmse_hu")
 DEFAULT_HU_WINDOW = (-1024.0, 3071.0)
+VIF_SCALE = 255.0
+MODALITIES = ("auto", "ct", "mr")
 
-_all_metrics = jax.jit(metrics.all_metrics)
 _mae, _rmse = jax.jit(metrics.mae), jax.jit(metrics.rmse)
 
 
@@ -39,9 +46,15 @@ class Scores:
     values: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, names: Sequence[str], batch: dict[str, np.ndarray]) -> None:
+        """Appends a batch; a metric missing from some images (HU for non-CT) is NaN there."""
+        before = len(self.names)
         self.names += list(names)
         for key, column in batch.items():
-            self.values.setdefault(key, []).extend(float(v) for v in np.asarray(column))
+            self.values.setdefault(key, [float("nan")] * before).extend(
+                float(v) for v in np.asarray(column)
+            )
+        for column in self.values.values():
+            column.extend([float("nan")] * (len(self.names) - len(column)))
 
     @property
     def columns(self) -> list[str]:
@@ -63,16 +76,51 @@ class Scores:
         return path
 
 
-def score_unit(ref: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """The four metrics of a batch of (B, H, W[, C]) images in [0, 1]."""
-    return {k: np.asarray(v) for k, v in _all_metrics(ref, pred, 1.0).items()}
+@jax.jit
+def _score(ref, pred, data_range, vif_scale) -> dict[str, jax.Array]:
+    r255, p255 = ref * vif_scale, pred * vif_scale
+    return {
+        "psnr": metrics.psnr(ref, pred, data_range),
+        "ssim": metrics.ssim(ref, pred, data_range),
+        "uqi": metrics.uqi(r255, p255),
+        "vif": metrics.vif(r255, p255),
+    }
 
 
-def score_hu(ref_hu: np.ndarray, pred_hu: np.ndarray, window=DEFAULT_HU_WINDOW) -> dict:
-    """The four metrics on the windowed images, and MAE/RMSE in HU."""
+def _positive(value: float, name: str) -> float:
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite (got {value})")
+    return value
+
+
+def score_unit(
+    ref: np.ndarray, pred: np.ndarray, data_range: float = 1.0, vif_scale: float = VIF_SCALE
+) -> dict[str, np.ndarray]:
+    """The four metrics of a batch of (B, H, W[, C]) images in [0, 1].
+
+    PSNR and SSIM use `data_range` (on the [0, 1] scale: 1 is the full range); UQI and VIF
+    are computed on the images times `vif_scale` (default 255, see the module docstring).
+    """
+    data_range = _positive(data_range, "data range")
+    vif_scale = _positive(vif_scale, "UQI/VIF scale")
+    return {k: np.asarray(v) for k, v in _score(ref, pred, data_range, vif_scale).items()}
+
+
+def score_hu(
+    ref_hu: np.ndarray,
+    pred_hu: np.ndarray,
+    window=DEFAULT_HU_WINDOW,
+    data_range: float | None = None,
+    vif_scale: float = VIF_SCALE,
+) -> dict:
+    """The four metrics on the windowed images, and MAE/RMSE in HU.
+
+    `data_range`: PSNR/SSIM data range in HU (default: the window's width).
+    """
     lo, hi = window
     unit = [np.clip((x - lo) / (hi - lo), 0, 1).astype(np.float32) for x in (ref_hu, pred_hu)]
-    scores = score_unit(*unit)
+    scores = score_unit(*unit, 1.0 if data_range is None else data_range / (hi - lo), vif_scale)
     scores["mae_hu"] = np.asarray(_mae(ref_hu, pred_hu))
     scores["rmse_hu"] = np.asarray(_rmse(ref_hu, pred_hu))
     return scores
@@ -100,35 +148,49 @@ def format_summary(summaries: dict[str, dict[str, tuple[float, float]]]) -> str:
 
 
 @dataclass(frozen=True)
-class ScoredImage:
-    """An image read for scoring: values in [0, 1], and in HU where it is a CT image."""
+class ReadImage:
+    """An image read for scoring, before any mapping to [0, 1]."""
 
-    unit: np.ndarray  # (H, W, C) float32
-    hu: np.ndarray | None
+    values: np.ndarray  # (H, W, C) float32: in [0, 1] for image files, else physical units
+    bits: int | None  # image files: 8 or 16; DICOM and NIfTI: None
+    modality: str | None  # what the file declares (DICOM Modality, lower case), else None
 
 
-def read_for_scoring(path: Path, window=DEFAULT_HU_WINDOW) -> list[tuple[str, ScoredImage]]:
+def read_for_scoring(path: Path) -> list[tuple[str, ReadImage]]:
     """An image file (one image), DICOM file (one slice) or NIfTI volume (one per slice)."""
     from jaxcycle.data.dicom import is_dicom_file, load_series
     from jaxcycle.data.images import IMAGE_SUFFIXES, read_image
     from jaxcycle.data.nifti import is_nifti_file, load_nifti
 
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return [(path.name, ScoredImage((read_image(path).pixels + 1) / 2, None))]
+        image = read_image(path)
+        return [(path.name, ReadImage((image.pixels + 1) / 2, image.bits, None))]
     if is_nifti_file(path):
         volume, label = load_nifti(path), path.name
     elif is_dicom_file(path):
         volume, label = load_series((str(path),)), path.name
     else:
         raise ValueError(f"{path}: not an image, DICOM or NIfTI file")
-    lo, hi = window
     out = []
     for k, values in enumerate(volume.values):
         values = values if values.ndim == 3 else values[..., None]
-        unit = np.clip((values - lo) / (hi - lo), 0, 1).astype(np.float32)
         name = label if len(volume.values) == 1 else f"{label}:{k}"
-        out.append((name, ScoredImage(unit, values.astype(np.float32))))
+        out.append((name, ReadImage(values.astype(np.float32), None, volume.modality)))
     return out
+
+
+def scoring_modality(declared: str | None, modality: str = "auto") -> str:
+    """ "ct" (scored in HU too) or "mr" (scanner units) for a DICOM/NIfTI reference.
+
+    `modality` "ct" or "mr" decides; "auto" takes the reference's DICOM Modality tag: CT is
+    CT, any other declared modality (MR, PT, ...) is scored as "mr", without HU; a file that
+    declares none (NIfTI, DICOM without the tag) is taken as CT.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES} (got {modality!r})")
+    if modality != "auto":
+        return modality
+    return "ct" if declared in (None, "", "ct") else "mr"
 
 
 def _files(item: Path) -> list[Path]:
@@ -143,9 +205,31 @@ def _files(item: Path) -> list[Path]:
 
 
 def score_files(
-    ref: str | os.PathLike, pred: str | os.PathLike, window=DEFAULT_HU_WINDOW
+    ref: str | os.PathLike,
+    pred: str | os.PathLike,
+    window=DEFAULT_HU_WINDOW,
+    *,
+    data_range: float | None = None,
+    vif_scale: float = VIF_SCALE,
+    modality: str = "auto",
+    mr_window: tuple[float, float] | None = None,
 ) -> Scores:
-    """Scores the files of `pred` against the files of `ref` with the same names."""
+    """Scores the files of `pred` against the files of `ref` with the same names.
+
+    Each pair is mapped to [0, 1] by the reference's kind: image files by their bit depth, CT
+    by the HU `window` (clipped), MR by `mr_window`, default the reference file's minimum and
+    maximum (over all its slices; the prediction is clipped to it), see `scoring_modality`.
+    `data_range`: the PSNR/SSIM data range in the reference's own units (levels of its bit
+    depth, HU, scanner units); default the full width of the range mapped to [0, 1]. UQI and
+    VIF are computed on the [0, 1] images times `vif_scale`. MAE/RMSE in HU for CT only.
+    """
+    if data_range is not None:
+        data_range = _positive(data_range, "data range")
+    vif_scale = _positive(vif_scale, "UQI/VIF scale")
+    scoring_modality(None, modality)  # checks the name
+    for name, w in (("HU window", window), ("MR window", mr_window)):
+        if w is not None and not (np.all(np.isfinite(w)) and w[1] > w[0]):
+            raise ValueError(f"{name} needs finite LO < HI (got {w[0]}, {w[1]})")
     ref_files = {p.name: p for p in _files(Path(ref))}
     pred_files = {p.name: p for p in _files(Path(pred))}
     if Path(ref).is_file() and Path(pred).is_file():
@@ -160,27 +244,48 @@ def score_files(
         )
     scores = Scores()
     for name in sorted(ref_files):
-        refs = read_for_scoring(ref_files[name], window)
-        preds = read_for_scoring(pred_files[name], window)
+        refs = read_for_scoring(ref_files[name])
+        preds = read_for_scoring(pred_files[name])
         if len(refs) != len(preds):
             raise ValueError(f"{pred_files[name]}: {len(preds)} slices, the reference {len(refs)}")
-        for (label, r), (_, p) in zip(refs, preds, strict=True):
-            if r.unit.shape != p.unit.shape:
-                raise ValueError(
-                    f"{pred_files[name]}: shape {p.unit.shape} differs from the reference "
-                    f"{r.unit.shape}"
-                )
-            if (r.hu is None) != (p.hu is None):
-                raise ValueError(f"{name}: one of the two files is in HU, the other is not")
-            if r.hu is not None:
-                batch = score_hu(r.hu[None], p.hu[None], window)
+        first = refs[0][1]
+        if any((p.bits is None) != (first.bits is None) for _, p in preds):
+            raise ValueError(f"{name}: one of the two files is an image file, the other is not")
+        if first.bits is not None:
+            kind, (lo, hi), span = "image", (0.0, 1.0), float(2**first.bits - 1)
+        else:
+            kind = scoring_modality(first.modality, modality)
+            if kind == "ct":
+                lo, hi = window
+            elif mr_window is not None:
+                lo, hi = mr_window
             else:
-                batch = score_unit(r.unit[None], p.unit[None])
+                lo = float(min(r.values.min() for _, r in refs))
+                hi = float(max(r.values.max() for _, r in refs))
+                hi = hi if hi > lo else lo + 1.0  # a constant reference
+            span = float(hi) - float(lo)
+        unit_range = 1.0 if data_range is None else data_range / span
+        for (label, r), (_, p) in zip(refs, preds, strict=True):
+            if r.values.shape != p.values.shape:
+                raise ValueError(
+                    f"{pred_files[name]}: shape {p.values.shape} differs from the reference "
+                    f"{r.values.shape}"
+                )
+            if kind == "image":
+                ru, pu = r.values, p.values
+            else:
+                ru, pu = (
+                    np.clip((x.values - lo) / (hi - lo), 0, 1).astype(np.float32) for x in (r, p)
+                )
+            batch = score_unit(ru[None], pu[None], unit_range, vif_scale)
+            if kind == "ct":
+                batch["mae_hu"] = np.asarray(_mae(r.values[None], p.values[None]))
+                batch["rmse_hu"] = np.asarray(_rmse(r.values[None], p.values[None]))
             scores.add([label], batch)
     return scores
 
 
-# --- A trained generator on a dataset's test split: `jaxcycle evaluate`.
+# --- Generators on a dataset's test split: `jaxcycle evaluate`.
 
 
 def evaluate_direction(
@@ -260,36 +365,179 @@ def load_run(workdir: str | os.PathLike):
     return config, networks_from_config(config), state["gen_params"], step
 
 
+def load_generator(params_dir: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
+    """A params directory (`jaxcycle convert`, `jaxcycle pretrained`) as an NHWC [-1, 1]
+    function that fits any data: channels matched as `jaxcycle translate` does (grey input
+    replicated to a 3-channel generator, the output averaged back to the input's channels),
+    sizes padded by reflection to what the network accepts and the output cropped back."""
+    from jaxcycle import checkpoints
+    from jaxcycle.data.images import match_channels
+    from jaxcycle.translate import make_generator_fn, pad_to_multiple, size_multiple
+
+    variables, arch, _ = checkpoints.load_params(params_dir)
+    generator = make_generator_fn(arch, variables)
+    multiple = size_multiple(arch)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        h, w, c = x.shape[1:]
+        batch = np.stack([pad_to_multiple(match_channels(i, arch.input_nc), multiple) for i in x])
+        out = generator(batch)[:, :h, :w]
+        return np.stack([match_channels(o, c) for o in out])
+
+    return run
+
+
+def _image_name(record: dict) -> str:
+    """The file name of a translated slice: PATIENT_SSSS.png (the CSV's PATIENT/S)."""
+    patient = re.sub(r"[^A-Za-z0-9._-]", "_", str(record["patient"])) or "_"
+    return f"{patient}_{int(record['slice']):04d}.png"
+
+
+def _image_bits(source, index: int, channels: int) -> int:
+    """16-bit PNGs for grey scanner data and 16-bit images; 8-bit for 8-bit images and RGB."""
+    imap = source.intensity(index)
+    if channels != 1 or (imap.unit == "level" and imap.rule == "bits 8"):
+        return 8
+    return 16
+
+
+def evaluate_dataset(
+    generators: dict[str, Callable[[np.ndarray], np.ndarray]],
+    data,
+    split: str,
+    output: str | os.PathLike,
+    *,
+    title: str,
+    model: str,
+    batch_size: int = 8,
+    images: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Scores]:
+    """Scores generators {"gen_ab": A->B, "gen_ba": B->A} (either may be absent) on a paired
+    `store.Dataset` split.
+
+    Writes to `output`: per_image_GEN.csv (one row per slice), summary.md (`title`, then the
+    table) and summary.csv (`model` in its model column) and, with `images`, each translation
+    as output/translated_GEN/PATIENT_SSSS.png on the stored grid, the [-1, 1] outputs as
+    levels (16-bit for grey scanner data and 16-bit images, 8-bit for 8-bit images and RGB).
+    Scores are of the unquantised outputs. Nothing is written if any of these files exists,
+    unless `overwrite`. Returns the scores by direction ("A->B", "B->A").
+    """
+    from jaxcycle.data.images import write_image
+
+    if not generators:
+        raise ValueError("no generator to evaluate")
+    source_a, source_b = data.paired_sources(split)
+    if len(source_a) == 0:
+        raise ValueError(f"{data.url}: no paired slices in the {split} split")
+    out = Path(output)
+    plan = [
+        (direction, name, src, ref)
+        for direction, name, src, ref in (
+            ("A->B", "gen_ab", source_a, source_b),
+            ("B->A", "gen_ba", source_b, source_a),
+        )
+        if name in generators
+    ]
+    targets = [out / "summary.md", out / "summary.csv"]
+    image_paths: dict[str, list[Path]] = {}
+    for _, name, _, ref in plan:
+        targets.append(out / f"per_image_{name}.csv")
+        if images:
+            paths = [
+                out / f"translated_{name}" / _image_name(ref.record(i)) for i in range(len(ref))
+            ]
+            if len(set(paths)) != len(paths):
+                raise ValueError(f"{data.url}: two slices of one patient share a file name")
+            image_paths[name] = paths
+            targets += paths
+    taken = [str(t) for t in targets if t.exists()]
+    if taken and not overwrite:
+        more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+        raise FileExistsError(f"would overwrite {taken[0]}{more} (use --overwrite)")
+
+    results = {}
+    for direction, name, src, ref in plan:
+        on_batch = None
+        if images:
+
+            def on_batch(idx, pred, paths=image_paths[name], ref=ref):
+                for i, p in zip(idx, pred, strict=True):
+                    bits = _image_bits(ref, i, p.shape[-1])
+                    write_image(paths[i], p, bits, overwrite=True)
+
+        scores = evaluate_direction(generators[name], src, ref, batch_size, on_batch)
+        scores.write_csv(out / f"per_image_{name}.csv")
+        results[direction] = scores
+    summaries = {d: s.summary() for d, s in results.items()}
+    (out / "summary.md").write_text(f"{title}\n\n" + format_summary(summaries))
+    summaries_csv([(d, model, s) for d, s in summaries.items()], out / "summary.csv")
+    return results
+
+
 def evaluate_run(
     workdir: str | os.PathLike,
     dataset: str | None = None,
     split: str = "test",
     output: str | os.PathLike | None = None,
     batch_size: int = 8,
+    images: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Scores]:
-    """Both directions of a trained run on a paired dataset split; writes per-image CSVs and a
-    summary (Markdown and CSV) to `output` (default WORKDIR/eval). Returns the scores by
-    direction ('A->B', 'B->A')."""
+    """Both directions of a trained run on a paired dataset split, written by
+    `evaluate_dataset` to `output` (default WORKDIR/eval). Returns the scores by direction
+    ('A->B', 'B->A')."""
     from jaxcycle.data.store import Dataset
     from jaxcycle.translate import make_generator_fn
 
     config, nets, gen_params, step = load_run(workdir)
     data = Dataset.open(dataset or config.data.dataset)
-    source_a, source_b = data.paired_sources(split)
-    out = Path(output) if output else Path(workdir) / "eval"
-    results = {}
-    for direction, name, src, ref in (
-        ("A->B", "gen_ab", source_a, source_b),
-        ("B->A", "gen_ba", source_b, source_a),
-    ):
-        arch = getattr(nets, name)
-        generator = make_generator_fn(arch, {"params": gen_params[name]})
-        scores = evaluate_direction(generator, src, ref, batch_size)
-        scores.write_csv(out / f"per_image_{name}.csv")
-        results[direction] = scores
-    summaries = {d: s.summary() for d, s in results.items()}
-    (out / "summary.md").write_text(
-        f"Run {workdir}, step {step}, {split} split of {data.url}\n\n" + format_summary(summaries)
+    generators = {
+        name: make_generator_fn(getattr(nets, name), {"params": gen_params[name]})
+        for name in ("gen_ab", "gen_ba")
+    }
+    return evaluate_dataset(
+        generators,
+        data,
+        split,
+        Path(output) if output else Path(workdir) / "eval",
+        title=f"Run {workdir}, step {step}, {split} split of {data.url}",
+        model=str(workdir),
+        batch_size=batch_size,
+        images=images,
+        overwrite=overwrite,
     )
-    summaries_csv([(d, str(workdir), s) for d, s in summaries.items()], out / "summary.csv")
-    return results
+
+
+def evaluate_params(
+    dataset: str | os.PathLike,
+    output: str | os.PathLike,
+    gen_ab: str | os.PathLike | None = None,
+    gen_ba: str | os.PathLike | None = None,
+    split: str = "test",
+    batch_size: int = 8,
+    images: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Scores]:
+    """Generators from params directories (e.g. converted pretrained ones, see
+    `load_generator`) on a paired dataset split: `gen_ab` translates domain A into B, `gen_ba`
+    B into A; either may be None (that direction is skipped). Written by `evaluate_dataset`."""
+    from jaxcycle.data.store import Dataset
+
+    given = {n: d for n, d in (("gen_ab", gen_ab), ("gen_ba", gen_ba)) if d is not None}
+    if not given:
+        raise ValueError("give a generator for at least one direction (gen_ab or gen_ba)")
+    data = Dataset.open(dataset)
+    generators = {n: load_generator(d) for n, d in given.items()}
+    described = ", ".join(f"{n} {d}" for n, d in given.items())
+    return evaluate_dataset(
+        generators,
+        data,
+        split,
+        output,
+        title=f"Generators {described}, {split} split of {data.url}",
+        model=" ".join(str(d) for d in given.values()),
+        batch_size=batch_size,
+        images=images,
+        overwrite=overwrite,
+    )

@@ -311,7 +311,12 @@ def _pair(refs_a: list[VolumeRef], refs_b: list[VolumeRef], bad) -> list[tuple]:
     return units
 
 
-def _intensity(volume: Volume, ref: VolumeRef, modality: str, options) -> IntensityMap:
+def volume_intensity(
+    volume: Volume, source: str, modality: str, options: IngestOptions
+) -> IntensityMap:
+    """The map that sends a loaded volume to [-1, 1]: image levels for image files, else the CT
+    window or the volume's MR percentiles of `options` (by `modality`); DataError names
+    `source` for a volume that cannot be normalised (constant MR)."""
     if volume.bits is not None:
         return image_levels(volume.bits)
     if modality == "ct":
@@ -319,7 +324,7 @@ def _intensity(volume: Volume, ref: VolumeRef, modality: str, options) -> Intens
     try:
         return mr_percentiles(volume.values, *options.mr_percentiles)
     except ValueError as e:
-        raise DataError(f"{ref.source}: {e}") from None
+        raise DataError(f"{source}: {e}") from None
 
 
 def _json_spacing(spacing) -> list[float | None]:
@@ -345,7 +350,7 @@ class _Writer:
                     f"{ref.source}: DICOM Modality is {declared.upper()}, but domain {domain} "
                     f"is declared {modality} (swap the inputs or set --{domain.lower()}-modality)"
                 )
-            imap = _intensity(volume, ref, modality, self.options)
+            imap = volume_intensity(volume, ref.source, modality, self.options)
             placement = Placement(values.shape[1], values.shape[2], self.options.size)
             stored = placement.forward(imap.normalise(values))
             shape = self.builder.item_shape(domain)

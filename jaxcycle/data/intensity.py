@@ -12,6 +12,8 @@ physical units (HU for CT) for outputs and metrics.
   (`--ct-window LO HI`); HU outside the window do not survive the round trip.
 - MR: no physical unit; each volume is normalised by its own robust percentiles (0.5 and 99.5
   by default), so one bright vessel or a different scanner gain does not squash the rest.
+  Translated MR with no source MR to take a scale from (`jaxcycle translate`) is written on
+  `MR_RANGE`: -1 as 0, +1 as 1000 a.u. by default.
 - Image files (PNG, JPEG, TIFF): levels 0..2^bits - 1, as `images.read_image` maps them.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 
 CT_WINDOW = (-1024.0, 3071.0)
 MR_PERCENTILES = (0.5, 99.5)
+MR_RANGE = (0.0, 1000.0)
 
 
 @dataclass(frozen=True)

@@ -304,6 +304,30 @@ def write_dicom_series(
     return written
 
 
+def source_templates(files: Sequence[str], source: str) -> list:
+    """The headers of a DICOM source's slice files, one per slice, as `write_dicom_series`
+    templates; a multi-frame source (several slices in one file) is refused."""
+    from jaxcycle.data.dicom import read_header
+
+    if len(set(files)) != len(files):
+        raise ValueError(f"{source}: multi-frame sources cannot be written back")
+    return [read_header(f) for f in files]
+
+
+def series_geometry(geometry: dict, slice_mm: float | None) -> DicomGeometry | None:
+    """The `DicomGeometry` of a DICOM source series from the facts `dicom.load_series` keeps;
+    None where its files do not give orientation, pixel spacing and every slice position."""
+    known = geometry["orientation"] is not None and geometry["pixel_spacing"] is not None
+    if not known or any(p is None for p in geometry["positions"]):
+        return None
+    return DicomGeometry(
+        np.asarray(geometry["positions"]),
+        np.asarray(geometry["orientation"]),
+        tuple(geometry["pixel_spacing"]),
+        slice_mm,
+    )
+
+
 def write_translated(
     dataset,
     domain: str,
@@ -349,21 +373,9 @@ def write_translated(
         raise ValueError(f"unknown output format {fmt!r} (png, nifti or dicom)")
     geometry, templates = None, None
     if record["format"] == "dicom":
-        from jaxcycle.data.dicom import read_header
-
         files = [dataset.slices(domain)[record["first"] + k]["source"] for k in range(len(values))]
-        if len(set(files)) != len(files):
-            raise ValueError(f"{record['source']}: multi-frame sources cannot be written back")
-        templates = [read_header(f) for f in files]
-        g = record["geometry"]
-        known = g["orientation"] is not None and g["pixel_spacing"] is not None
-        if known and all(p is not None for p in g["positions"]):
-            geometry = DicomGeometry(
-                np.asarray(g["positions"]),
-                np.asarray(g["orientation"]),
-                tuple(g["pixel_spacing"]),
-                record["spacing"][2],
-            )
+        templates = source_templates(files, record["source"])
+        geometry = series_geometry(record["geometry"], record["spacing"][2])
     elif record["format"] == "nifti":
         g = record["geometry"]
         canonical_shape = (values.shape[2], values.shape[1], values.shape[0])
