@@ -90,11 +90,12 @@ def test_unknown_pad_mode_is_an_error():
     [(3, "reflect", 5, 3), (7, "reflect", 5, 3), (7, "reflect", 3, 6), (3, "replicate", 4, 4)]
     + [(4, "reflect", 2, 5)],
 )
-def test_reflect_fast_conv_equals_valid_conv_values_and_gradients(k, mode, cin, cout):
-    """The padded-and-cropped convolution with its custom VJP is the plain 'VALID' one (both
-    forms of the kernel gradient: fewer output channels than input ones, and not)."""
+@pytest.mark.parametrize("batch", [1, 2])
+def test_reflect_fast_conv_equals_valid_conv_values_and_gradients(k, mode, cin, cout, batch):
+    """The padded-and-cropped convolution with its custom VJP is the plain 'VALID' one (every
+    form of the kernel gradient: fewer output channels than input ones, one image, several)."""
     rng = np.random.default_rng(k)
-    x = jnp.asarray(rng.standard_normal((2, 9, 8, cin), dtype=np.float32))
+    x = jnp.asarray(rng.standard_normal((batch, 9, 8, cin), dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((k, k, cin, cout), dtype=np.float32))
     padded = ops.pad2d(x, k // 2, mode)
     np.testing.assert_allclose(
