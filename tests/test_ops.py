@@ -88,6 +88,7 @@ def test_unknown_pad_mode_is_an_error():
 @pytest.mark.parametrize(
     "k,mode,cin,cout",
     [(3, "reflect", 5, 3), (7, "reflect", 5, 3), (7, "reflect", 3, 6), (3, "replicate", 4, 4)]
+    + [(3, "reflect", 16, 20)]
     + [(4, "reflect", 2, 5)],
 )
 @pytest.mark.parametrize("batch", [1, 2])
