@@ -435,7 +435,7 @@ def markdown(results: dict[str, Any]) -> str:
             j = r["jaxcycle"]
             torch_rate = r.get("torch", {}).get("eager", {}).get("pairs_per_s")
             peak = j["device_peak_bytes"] or j["xla_bytes"]
-            mfu = j["mfu"] if j["mfu"] is not None else None
+            mfu = j["mfu"]
             lines.append(
                 f"| {r['size']} | {r['batch']} | {r['dtype']} | {j['pairs_per_s']:.3f} "
                 f"| {_fmt(torch_rate, '.3f')} | {_fmt(r.get('ratio'))} | {j['compile_s']:.1f} "
