@@ -18,6 +18,10 @@ mathematically identical one is used; `tests/test_ops.py` proves each equal to t
   64 -> 3) slower. Its custom VJP computes dX as the 'VALID' convolution's transpose and dW
   as one explicit convolution of the padded input with dY (batch and feature axes swapped),
   since autodiff through the padded-and-cropped form is slow again.
+- `image_by_image` runs a convolution on one image at a time: XLA:CPU convolves a batch of
+  several images up to 7x slower per image than one image (strided convolutions, and the
+  gradients of every kind), so the networks' strided, reflect-padded and transposed
+  convolutions take their batch image by image on the fast path.
 
 Which formulations the networks use is chosen per backend, at trace time, by
 `use_fast_formulations()`: the fast ones on the CPU, where they were measured, and the plain
@@ -32,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -96,13 +100,29 @@ def conv2d_padded(
     replicate padding pad first; the stride-1 convolution that follows is
     `conv2d_reflect_fast` when `use_fast_formulations()`, else the plain 'VALID' one.
     """
+    fast = use_fast_formulations()
     if pad_mode == "zero":
-        pads = ((padding, padding), (padding, padding))
-        return lax.conv_general_dilated(x, kernel, (stride, stride), pads, dimension_numbers=_DIMS)
+        conv = functools.partial(_conv_zero_padded, stride=stride, padding=padding)
+        return image_by_image(conv, x, kernel) if fast and stride > 1 else conv(x, kernel)
     padded = pad2d(x, padding, pad_mode)
-    if stride == 1 and use_fast_formulations():
-        return conv2d_reflect_fast(padded, kernel)
+    if stride == 1 and fast:
+        return image_by_image(conv2d_reflect_fast, padded, kernel)
     return conv2d(padded, kernel, stride)
+
+
+def _conv_zero_padded(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    pads = ((padding, padding), (padding, padding))
+    return lax.conv_general_dilated(x, kernel, (stride, stride), pads, dimension_numbers=_DIMS)
+
+
+def image_by_image(fn: Callable[..., jax.Array], x: jax.Array, *args: object) -> jax.Array:
+    """`fn(x, *args)` for a function that treats the images of the batch `x` independently,
+    computed one image at a time and concatenated (unrolled: XLA:CPU runs a convolution
+    inside a loop far slower still). The gradients of shared arguments sum over the images.
+    """
+    if x.shape[0] == 1:
+        return fn(x, *args)
+    return jnp.concatenate([fn(x[i : i + 1], *args) for i in range(x.shape[0])], axis=0)
 
 
 @jax.custom_vjp
@@ -156,38 +176,21 @@ def _full_correlation(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def _kernel_gradient(x: jax.Array, dy: jax.Array, kernel: jax.Array) -> jax.Array:
     """dW of the stride-1 'VALID' correlation of `x` with `kernel`, in the form XLA:CPU runs
-    fastest for the shapes at hand (measured; XLA:CPU's convolutions are slow with few
-    output features and with a batch of images as contracted features):
+    fastest for one image (measured; XLA:CPU's convolutions are slow with few output features,
+    and with a batch of several images as the contracted features: see `image_by_image`):
 
     - for fewer Cout than Cin (the last 64 -> 3 layer: 5x faster): dY, zero-padded by k - 1,
       correlated with X as the kernel, batch and feature axes swapped, giving
       (Cout, kh, kw, Cin) with the taps in reverse order;
-    - for a batch of several images (2.5x faster for the residual blocks at batch 4): one
-      matrix product per tap, X shifted by the tap against dY, contracted over images and
-      pixels, the taps one after the other (all at once for few input channels);
-    - for one image: X correlated with dY as the kernel, batch and feature axes swapped
-      (X's channels as the batch, the image as the contracted feature), giving
-      (Cin, kh, kw, Cout).
+    - otherwise X correlated with dY as the kernel, batch and feature axes swapped (X's
+      channels as the batch, the image as the contracted feature), giving (Cin, kh, kw, Cout).
     """
     kh, kw = kernel.shape[:2]
-    cin, cout = kernel.shape[2:]
     swapped = ("CHWN", "IHWO", "NHWC")
-    if cout < cin:
+    if kernel.shape[3] < kernel.shape[2]:
         padded = jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
         dw = lax.conv_general_dilated(padded, x, (1, 1), "VALID", dimension_numbers=swapped)
         return jnp.flip(dw, (1, 2)).transpose(1, 2, 3, 0).astype(kernel.dtype)
-    if x.shape[0] > 1:
-        n, h, w = dy.shape[:3]
-
-        def tap(index: jax.Array) -> jax.Array:
-            shifted = lax.dynamic_slice(x, (0, index // kw, index % kw, 0), (n, h, w, cin))
-            return jnp.einsum("nhwi,nhwo->io", shifted, dy)
-
-        if cin < 16:  # small shifted copies: all taps at once
-            taps = jnp.stack([tap(jnp.asarray(t)) for t in range(kh * kw)])
-        else:  # one shifted copy at a time: 5x less memory, and faster
-            taps = lax.map(tap, jnp.arange(kh * kw))
-        return taps.reshape(kh, kw, cin, cout).astype(kernel.dtype)
     dw = lax.conv_general_dilated(x, dy, (1, 1), "VALID", dimension_numbers=swapped)
     return dw.transpose(1, 2, 0, 3).astype(kernel.dtype)
 
@@ -234,7 +237,7 @@ def conv_transpose2d(
     `conv_transpose2d_reference`. `kernel` is PyTorch's weight transposed to (kh, kw, in,
     out)."""
     if use_fast_formulations():
-        return conv_transpose2d_phases(x, kernel, stride, padding, output_padding)
+        return image_by_image(conv_transpose2d_phases, x, kernel, stride, padding, output_padding)
     return conv_transpose2d_reference(x, kernel, stride, padding, output_padding)
 
 

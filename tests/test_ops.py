@@ -132,6 +132,35 @@ def test_padded_conv_matches_torch_with_either_formulation(stride, padding, mode
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"fast={fast}")
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda x, w: ops.conv2d_padded(x, w, 2, 1, "zero"),
+        lambda x, w: ops.conv2d_padded(x, w, 1, 1, "reflect"),
+        lambda x, w: ops.conv_transpose2d(x, w, 2, 1, 1),
+    ],
+    ids=["strided", "reflect", "transposed"],
+)
+def test_fast_layers_on_a_batch_equal_plain_ones_values_and_gradients(layer):
+    """The fast path takes a batch image by image; the result and the gradients (the
+    kernel's summed over the images) are the plain batched formulation's."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((3, 8, 10, 4), dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5), dtype=np.float32))
+    with ops.fast_formulations(False):
+        probe = jnp.asarray(rng.standard_normal(layer(x, w).shape, dtype=np.float32))
+
+    def value_and_grads(fast):
+        with ops.fast_formulations(fast):
+            loss = lambda x, w: jnp.sum(layer(x, w) * probe)  # noqa: E731
+            return layer(x, w), jax.grad(loss, argnums=(0, 1))(x, w)
+
+    (y_fast, g_fast), (y_plain, g_plain) = value_and_grads(True), value_and_grads(False)
+    np.testing.assert_allclose(y_fast, y_plain, atol=1e-5, rtol=0)
+    for a, b in zip(g_fast, g_plain, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
 def test_fast_formulations_default_per_backend_and_override(monkeypatch):
     monkeypatch.delenv("JAXCYCLE_FAST_OPS", raising=False)
     assert ops.use_fast_formulations() == (jax.default_backend() == "cpu")
