@@ -18,6 +18,12 @@ mathematically identical one is used; `tests/test_ops.py` proves each equal to t
   64 -> 3) slower. Its custom VJP computes dX as the 'VALID' convolution's transpose and dW
   as one explicit convolution of the padded input with dY (batch and feature axes swapped),
   since autodiff through the padded-and-cropped form is slow again.
+- `conv3x3_winograd` computes a stride-1 3x3 'VALID' convolution (the residual blocks') by
+  Winograd's minimal filtering F(2x2, 3x3): 16 matrix products on transformed 4x4 input
+  tiles and kernels instead of 36 multiply-adds per output tile, 2.25x fewer. Forward and
+  backward (by autodiff through its linear transforms) run 1.7x faster than
+  `conv2d_reflect_fast` on XLA:CPU; the results differ by float rounding only (relative
+  1e-6: the transforms' coefficients are 0, +-1 and +-1/2).
 - `image_by_image` runs a convolution on one image at a time: XLA:CPU convolves a batch of
   several images up to 7x slower per image than one image (strided convolutions, and the
   gradients of every kind), so the networks' strided, reflect-padded and transposed
@@ -106,13 +112,136 @@ def conv2d_padded(
         return image_by_image(conv, x, kernel) if fast and stride > 1 else conv(x, kernel)
     padded = pad2d(x, padding, pad_mode)
     if stride == 1 and fast:
-        return image_by_image(conv2d_reflect_fast, padded, kernel)
+        winograd = kernel.shape[:2] == (3, 3) and x.shape[1] % 2 == x.shape[2] % 2 == 0
+        conv = conv3x3_winograd if winograd else conv2d_reflect_fast
+        return image_by_image(conv, padded, kernel)
     return conv2d(padded, kernel, stride)
 
 
 def _conv_zero_padded(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     pads = ((padding, padding), (padding, padding))
     return lax.conv_general_dilated(x, kernel, (stride, stride), pads, dimension_numbers=_DIMS)
+
+
+# Winograd F(2x2, 3x3): output tile Y = A^T [(G g G^T) * (B^T d B)] A for a 4x4 input tile d
+# and a 3x3 kernel g (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+_WINOGRAD_B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
+_WINOGRAD_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
+_WINOGRAD_A_T = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+@jax.custom_vjp
+def conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 3x3 'VALID' correlation (`conv2d(x, kernel)`) by Winograd's F(2x2, 3x3).
+
+    `x` is (N, H + 2, W + 2, Cin) with H and W even (a padded input), `kernel` (3, 3, Cin,
+    Cout). The output's 2x2 tiles read overlapping 4x4 input tiles, 2 apart; each of the 16
+    positions of the transformed tiles is one (tiles, Cin) x (Cin, Cout) matrix product.
+    Gradients: see `_winograd_bwd`.
+    """
+    v, u = _winograd_operands(x, kernel)
+    m = [[v[a][b] @ u[a][b] for b in range(4)] for a in range(4)]
+    y = _sandwich(_WINOGRAD_A_T, m)  # A^T m A: y[r][c] is output (2 * row + r, 2 * col + c)
+    n, hp, wp, _ = x.shape
+    return _interleave(y, (n, (hp - 2) // 2, (wp - 2) // 2))
+
+
+def _winograd_operands(x: jax.Array, kernel: jax.Array):
+    """The transformed input tiles B^T d B and kernel G g G^T: 4x4 grids of (tiles, Cin) and
+    (Cin, Cout) matrices."""
+    n, hp, wp, cin = x.shape
+    rows, cols = (hp - 2) // 2, (wp - 2) // 2
+    tiles = [
+        [x[:, i : i + 2 * rows : 2, j : j + 2 * cols : 2].reshape(-1, cin) for j in range(4)]
+        for i in range(4)
+    ]
+    v = _sandwich(_WINOGRAD_B_T, tiles)
+    u = _sandwich(_WINOGRAD_G, [[kernel[i, j] for j in range(3)] for i in range(3)])
+    # Keeps XLA from fusing the transforms into the products (which then run 2x slower).
+    return lax.optimization_barrier((v, u))
+
+
+def _winograd_fwd(x: jax.Array, kernel: jax.Array):
+    return conv3x3_winograd(x, kernel), (x, kernel)
+
+
+def _winograd_bwd(residuals, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The forward's linear maps transposed, in reverse order: dm = A dY A^T; per position
+    dv = dm u^T and du = v^T dm; then dd = B dv B^T, summed back onto the overlapping input
+    tiles, and dg = G^T du G. The operands v and u are recomputed (cheap), not stored."""
+    x, kernel = residuals
+    v, u = _winograd_operands(x, kernel)
+    n, h, w, cout = dy.shape
+    dm = _sandwich(_transposed(_WINOGRAD_A_T), _deinterleave(dy))
+    dv = [[dm[a][b] @ u[a][b].T for b in range(4)] for a in range(4)]
+    du = [[v[a][b].T @ dm[a][b] for b in range(4)] for a in range(4)]
+    dd = _sandwich(_transposed(_WINOGRAD_B_T), dv)
+    # Tile position i = parity + 2 * shift reads input row 2 * (tile row + shift) + parity:
+    # each parity plane of dx sums the four positions of its parity, shifted by their tile.
+    rows, cols = h // 2, w // 2
+    planes = [
+        [
+            sum(
+                jnp.pad(
+                    dd[p + 2 * q][r + 2 * s].reshape(n, rows, cols, -1),
+                    ((0, 0), (q, 1 - q), (s, 1 - s), (0, 0)),
+                )
+                for q in range(2)
+                for s in range(2)
+            )
+            for r in range(2)
+        ]
+        for p in range(2)
+    ]
+    dx = _interleave(
+        [[plane.reshape(-1, x.shape[-1]) for plane in row] for row in planes],
+        (n, rows + 1, cols + 1),
+    )
+    dg = _sandwich(_transposed(_WINOGRAD_G), du)
+    return dx.astype(x.dtype), jnp.stack([jnp.stack(row) for row in dg]).astype(kernel.dtype)
+
+
+conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
+
+
+def _transposed(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    return tuple(zip(*matrix, strict=True))
+
+
+def _interleave(planes: list[list[jax.Array]], shape: tuple[int, int, int]) -> jax.Array:
+    """The image whose pixel (2 * row + r, 2 * col + c) is row * cols + col of planes[r][c]
+    (each (N * rows * cols, C)); `shape` is (N, rows, cols)."""
+    n, rows, cols = shape
+    stacked = jnp.stack(
+        [jnp.stack([plane.reshape(n, rows, cols, -1) for plane in row], axis=3) for row in planes],
+        axis=2,
+    )  # (N, rows, 2, cols, 2, C)
+    return stacked.reshape(n, 2 * rows, 2 * cols, -1)
+
+
+def _deinterleave(image: jax.Array) -> list[list[jax.Array]]:
+    """The inverse of `_interleave`: planes[r][c] = image[:, r::2, c::2] as (N*rows*cols, C)."""
+    c = image.shape[-1]
+    return [[image[:, r::2, s::2].reshape(-1, c) for s in range(2)] for r in range(2)]
+
+
+def _sandwich(matrix: tuple[tuple[float, ...], ...], grid: list[list[jax.Array]]):
+    """`matrix @ grid @ matrix^T` for a grid of arrays (each entry an array, the products
+    taken entry-wise), written out as sums that skip the zero coefficients."""
+
+    def combine(arrays: list[jax.Array]) -> list[jax.Array]:
+        out = []
+        for coefficients in matrix:
+            terms = [
+                c * a if c not in (1, -1) else (a if c == 1 else -a)
+                for c, a in zip(coefficients, arrays, strict=True)
+                if c != 0
+            ]
+            out.append(functools.reduce(jnp.add, terms))
+        return out
+
+    columns = [combine([row[j] for row in grid]) for j in range(len(grid[0]))]  # [j][a]
+    return [combine([column[a] for column in columns]) for a in range(len(matrix))]
 
 
 def image_by_image(fn: Callable[..., jax.Array], x: jax.Array, *args: object) -> jax.Array:

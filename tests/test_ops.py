@@ -113,6 +113,22 @@ def test_reflect_fast_conv_equals_valid_conv_values_and_gradients(k, mode, cin, 
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch,height,width,cin,cout", [(1, 8, 8, 4, 4), (2, 6, 10, 3, 5)])
+def test_winograd_conv_equals_valid_conv_values_and_gradients(batch, height, width, cin, cout):
+    """F(2x2, 3x3) is the 3x3 'VALID' correlation, and its hand-written VJP is autodiff's of
+    the plain one (float64, so that only the formulation could differ)."""
+    with jax.enable_x64():
+        rng = np.random.default_rng(height + cin)
+        x = jnp.asarray(rng.standard_normal((batch, height + 2, width + 2, cin)))
+        w = jnp.asarray(rng.standard_normal((3, 3, cin, cout)))
+        np.testing.assert_allclose(ops.conv3x3_winograd(x, w), ops.conv2d(x, w), rtol=1e-12)
+        probe = jnp.asarray(rng.standard_normal((batch, height, width, cout)))
+        fast = jax.vjp(ops.conv3x3_winograd, x, w)[1](probe)
+        plain = jax.vjp(ops.conv2d, x, w)[1](probe)
+        for a, b in zip(fast, plain, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("stride,padding,mode", [(1, 3, "reflect"), (2, 1, "zero"), (1, 1, "zero")])
 def test_padded_conv_matches_torch_with_either_formulation(stride, padding, mode):
     rng = np.random.default_rng(stride + padding)
