@@ -261,70 +261,80 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for size in args.sizes:
         work = train_iteration_macs(generator, discriminator, size, size)
         results["work"][str(size)] = work
-        flops_per_pair = 2 * work["train"]
         for dtype in args.dtypes:
-            peak = device_peak_flops(dtype, args.peak_tflops)
             for batch in args.batches:
-                log(f"train {size}px batch {batch} {dtype}: jaxcycle")
-                jax_result = jax_train_step(
-                    generator,
-                    discriminator,
-                    size,
-                    batch,
-                    dtype,
-                    args.repeats,
-                    args.warmup,
-                    pool_size=args.pool_size,
-                )
-                rate = _rate(batch, jax_result["times_s"])
-                achieved = rate * flops_per_pair
-                jax_result.update(
-                    pairs_per_s=rate,
+                row = _train_row(args, (generator, discriminator), size, batch, dtype, torch_ok)
+                achieved = row["jaxcycle"]["pairs_per_s"] * 2 * work["train"]
+                peak = device_peak_flops(dtype, args.peak_tflops)
+                row["jaxcycle"].update(
                     tflops=achieved / 1e12,
                     mfu=achieved / peak if peak else None,
                     fraction_of_gemm=achieved / 1e12 / gemm[dtype] if gemm else None,
                 )
-                row = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": jax_result}
-                if torch_ok:
-                    row["torch"] = {}
-                    for name, variant in _torch_variants(dtype, args.torch_variants).items():
-                        log(f"train {size}px batch {batch} {dtype}: PyTorch {variant.name}")
-                        from benchmarks.torch_baseline import train_step_times
-
-                        t = train_step_times(
-                            generator,
-                            discriminator,
-                            size,
-                            batch,
-                            args.repeats,
-                            variant,
-                            args.pool_size,
-                            args.warmup,
-                        )
-                        t["pairs_per_s"] = _rate(batch, t["times_s"])
-                        row["torch"][name] = t
-                    base = row["torch"].get("eager")
-                    row["ratio"] = rate / base["pairs_per_s"] if base else None
                 results["train"].append(row)
             if args.inference:
                 for batch in args.batches:
-                    log(f"inference {size}px batch {batch} {dtype}: jaxcycle")
-                    inf = jax_inference(generator, size, batch, dtype, args.repeats, args.warmup)
-                    inf["images_per_s"] = _rate(batch, inf["times_s"])
-                    row = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": inf}
-                    if torch_ok:
-                        from benchmarks.torch_baseline import inference_times
-
-                        variant = _torch_variants(dtype, ["eager"])["eager"]
-                        log(f"inference {size}px batch {batch} {dtype}: PyTorch {variant.name}")
-                        t = inference_times(generator, size, batch, args.repeats, variant)
-                        t["images_per_s"] = _rate(batch, t["times_s"])
-                        row["torch"] = {"eager": t}
-                        row["ratio"] = inf["images_per_s"] / t["images_per_s"]
+                    row = _inference_row(args, generator, size, batch, dtype, torch_ok)
                     results["inference"].append(row)
     if args.scaling:
         results["scaling"] = scaling(args)
     return results
+
+
+def _train_row(
+    args: argparse.Namespace,
+    nets: tuple[Architecture, Architecture],
+    size: int,
+    batch: int,
+    dtype: str,
+    torch_ok: bool,
+) -> dict[str, Any]:
+    """One setting of the training iteration: jaxcycle, the PyTorch variants, the ratio."""
+    log(f"train {size}px batch {batch} {dtype}: jaxcycle")
+    ours = jax_train_step(
+        *nets, size, batch, dtype, args.repeats, args.warmup, pool_size=args.pool_size
+    )
+    ours["pairs_per_s"] = _rate(batch, ours["times_s"])
+    row = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": ours}
+    if torch_ok:
+        from benchmarks.torch_baseline import train_step_times
+
+        row["torch"] = {}
+        for name, variant in _torch_variants(dtype, args.torch_variants).items():
+            log(f"train {size}px batch {batch} {dtype}: PyTorch {variant.name}")
+            theirs = train_step_times(
+                *nets, size, batch, args.repeats, variant, args.pool_size, args.warmup
+            )
+            theirs["pairs_per_s"] = _rate(batch, theirs["times_s"])
+            row["torch"][name] = theirs
+        base = row["torch"].get("eager")
+        row["ratio"] = ours["pairs_per_s"] / base["pairs_per_s"] if base else None
+    return row
+
+
+def _inference_row(
+    args: argparse.Namespace,
+    generator: Architecture,
+    size: int,
+    batch: int,
+    dtype: str,
+    torch_ok: bool,
+) -> dict[str, Any]:
+    """One setting of generator inference: jaxcycle, PyTorch eager, the ratio."""
+    log(f"inference {size}px batch {batch} {dtype}: jaxcycle")
+    ours = jax_inference(generator, size, batch, dtype, args.repeats, args.warmup)
+    ours["images_per_s"] = _rate(batch, ours["times_s"])
+    row = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": ours}
+    if torch_ok:
+        from benchmarks.torch_baseline import inference_times
+
+        variant = _torch_variants(dtype, ["eager"])["eager"]
+        log(f"inference {size}px batch {batch} {dtype}: PyTorch {variant.name}")
+        theirs = inference_times(generator, size, batch, args.repeats, variant, args.warmup)
+        theirs["images_per_s"] = _rate(batch, theirs["times_s"])
+        row["torch"] = {"eager": theirs}
+        row["ratio"] = ours["images_per_s"] / theirs["images_per_s"]
+    return row
 
 
 def _torch_importable() -> bool:

@@ -161,6 +161,11 @@ def _demo(args: argparse.Namespace) -> None:
     _report_study(Path(args.workdir) / "study", outcomes)
 
 
+def _add_range(parser: argparse.ArgumentParser, flag: str, **kwargs: object) -> None:
+    """Declares an option taking a value range as two numbers, LO HI."""
+    parser.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `jaxcycle` command."""
     parser = argparse.ArgumentParser(
@@ -216,28 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the generator translates volumes into (required for NIfTI/DICOM inputs; "
         "they are read as the other modality)",
     )
-    p.add_argument(
+    _add_range(
+        p,
         "--ct-window",
-        type=float,
-        nargs=2,
         default=list(CT_WINDOW),
-        metavar=("LO", "HI"),
         help="HU mapped to [-1, 1], CT in and out (default %(default)s, as data ingest)",
     )
-    p.add_argument(
+    _add_range(
+        p,
         "--mr-percentiles",
-        type=float,
-        nargs=2,
         default=list(MR_PERCENTILES),
-        metavar=("LO", "HI"),
         help="an MR volume's percentiles mapped to -1 and 1 (default %(default)s)",
     )
-    p.add_argument(
+    _add_range(
+        p,
         "--mr-range",
-        type=float,
-        nargs=2,
         default=list(MR_RANGE),
-        metavar=("LO", "HI"),
         help="MR output values that -1 and 1 stand for (default %(default)s)",
     )
     p.add_argument("--nifti-frame", type=int, help="the volume to take from 4D NIfTI files")
@@ -315,19 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
         "HU metrics). Default auto: a DICOM reference's Modality tag (CT is ct, any other is "
         "mr); files without the tag, such as NIfTI, are taken as ct",
     )
-    p.add_argument(
+    _add_range(
+        p,
         "--hu-window",
-        type=float,
-        nargs=2,
         default=[-1024.0, 3071.0],
-        metavar=("LO", "HI"),
         help="HU range mapped to [0, 1] for CT (default -1024 3071)",
     )
-    p.add_argument(
+    _add_range(
+        p,
         "--mr-window",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
         help="range mapped to [0, 1] for MR (default: each reference file's min and max)",
     )
     p.set_defaults(func=_metrics)
