@@ -26,11 +26,11 @@ from jaxcycle import nets
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer unit: its name, input channels, input size as a fraction of the image's."""
+    """One layer unit: its name, input channels, input side for an image side."""
 
     name: str
     cin: int
-    scale: float
+    side: Callable[[int], int]
     jax_module: Callable[[], Any]
     torch_module: Callable[[], Any]
 
@@ -79,6 +79,22 @@ class _Then(nets.nn.Module):
         return self.act(self.inner(x))
 
 
+def _full(size: int) -> int:
+    return size
+
+
+def _half(size: int) -> int:
+    return size // 2
+
+
+def _quarter(size: int) -> int:
+    return size // 4
+
+
+def _eighth(size: int) -> int:
+    return size // 8
+
+
 def layers() -> list[Layer]:
     """The ResNet-9 generator's and the 70x70 PatchGAN's layer units, ngf = ndf = 64."""
     import_torch = _lazy_torch
@@ -88,29 +104,29 @@ def layers() -> list[Layer]:
         Layer(
             "c7s1-64",
             3,
-            1,
+            _full,
             lambda: unit(64, 7, 1, 3, "reflect"),
             lambda: _torch_unit(import_torch().nn.Conv2d(3, 64, 7), True, "relu", pad=3),
         ),
         Layer(
             "d128",
             64,
-            1,
+            _full,
             lambda: unit(128, 3, 2, 1),
             lambda: _torch_unit(import_torch().nn.Conv2d(64, 128, 3, 2, 1), True, "relu"),
         ),
         Layer(
             "d256",
             128,
-            0.5,
+            _half,
             lambda: unit(256, 3, 2, 1),
             lambda: _torch_unit(import_torch().nn.Conv2d(128, 256, 3, 2, 1), True, "relu"),
         ),
-        Layer("R256", 256, 0.25, lambda: nets.ResnetBlock(), lambda: _torch_resnet_block(256)),
+        Layer("R256", 256, _quarter, lambda: nets.ResnetBlock(), lambda: _torch_resnet_block(256)),
         Layer(
             "u128",
             256,
-            0.25,
+            _quarter,
             lambda: unit(128, 3, 2, 1, transposed=True, output_padding=1),
             lambda: _torch_unit(
                 import_torch().nn.ConvTranspose2d(256, 128, 3, 2, 1, 1), True, "relu"
@@ -119,7 +135,7 @@ def layers() -> list[Layer]:
         Layer(
             "u64",
             128,
-            0.5,
+            _half,
             lambda: unit(64, 3, 2, 1, transposed=True, output_padding=1),
             lambda: _torch_unit(
                 import_torch().nn.ConvTranspose2d(128, 64, 3, 2, 1, 1), True, "relu"
@@ -128,42 +144,42 @@ def layers() -> list[Layer]:
         Layer(
             "c7s1-3",
             64,
-            1,
+            _full,
             lambda: _Then(nets.Conv(3, 7, 1, 3, "reflect"), jnp.tanh),
             lambda: _torch_unit(import_torch().nn.Conv2d(64, 3, 7), False, "tanh", pad=3),
         ),
         Layer(
             "D:C64",
             3,
-            1,
+            _full,
             lambda: _Then(nets.Conv(64, 4, 2, 1), lrelu),
             lambda: _torch_unit(import_torch().nn.Conv2d(3, 64, 4, 2, 1), False, "lrelu"),
         ),
         Layer(
             "D:C128",
             64,
-            0.5,
+            _half,
             lambda: unit(128, 4, 2, 1, act=lrelu),
             lambda: _torch_unit(import_torch().nn.Conv2d(64, 128, 4, 2, 1), True, "lrelu"),
         ),
         Layer(
             "D:C256",
             128,
-            0.25,
+            _quarter,
             lambda: unit(256, 4, 2, 1, act=lrelu),
             lambda: _torch_unit(import_torch().nn.Conv2d(128, 256, 4, 2, 1), True, "lrelu"),
         ),
         Layer(
             "D:C512",
             256,
-            0.125,
+            _eighth,
             lambda: unit(512, 4, 1, 1, act=lrelu),
             lambda: _torch_unit(import_torch().nn.Conv2d(256, 512, 4, 1, 1), True, "lrelu"),
         ),
         Layer(
             "D:out",
             512,
-            0.125 - 1 / 256,  # C512's output is one pixel smaller than its input
+            lambda size: size // 8 - 1,  # C512's output: one pixel less than its input
             lambda: nets.Conv(1, 4, 1, 1),
             lambda: _torch_unit(import_torch().nn.Conv2d(512, 1, 4, 1, 1), False, None),
         ),
@@ -188,7 +204,7 @@ def _best_ms(fn: Callable[[], Any], repeats: int) -> float:
 
 def jax_ms(layer: Layer, size: int, batch: int, repeats: int) -> float:
     """Best forward+backward time of the jaxcycle layer, in ms."""
-    side = round(size * layer.scale)
+    side = layer.side(size)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, side, side, layer.cin)), jnp.float32)
     module = layer.jax_module()
@@ -205,7 +221,7 @@ def jax_ms(layer: Layer, size: int, batch: int, repeats: int) -> float:
 def torch_ms(layer: Layer, size: int, batch: int, repeats: int) -> float:
     """Best forward+backward time of the PyTorch layer, in ms."""
     torch = _lazy_torch()
-    side = round(size * layer.scale)
+    side = layer.side(size)
     module = layer.torch_module()
     x = torch.randn(batch, layer.cin, side, side, requires_grad=True)
     weights = torch.randn_like(module(x))
@@ -216,6 +232,19 @@ def torch_ms(layer: Layer, size: int, batch: int, repeats: int) -> float:
         (module(x) * weights).sum().backward()
 
     return _best_ms(step, repeats)
+
+
+def output_shapes(layer: Layer, size: int, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The layer's output shape in each framework, both as (N, H, W, C): the two sides of the
+    benchmark compute the same layer."""
+    side = layer.side(size)
+    x = jnp.zeros((batch, side, side, layer.cin), jnp.float32)
+    module = layer.jax_module()
+    ours = jax.eval_shape(lambda x: module.apply(module.init(jax.random.key(0), x), x), x).shape
+    torch = _lazy_torch()
+    with torch.no_grad():
+        n, c, h, w = layer.torch_module()(torch.zeros(batch, layer.cin, side, side)).shape
+    return tuple(ours), (n, h, w, c)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

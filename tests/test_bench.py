@@ -88,3 +88,25 @@ def test_bench_refuses_an_unknown_torch_variant(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--torch-variants", "jit"])
     assert "invalid choice: 'jit'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_layer_benchmark_times_the_same_layers_in_both_frameworks(size):
+    """Each layer of `benchmarks.layers` has the same output shape in jaxcycle and PyTorch,
+    at every image size (the discriminator's last layer reads C512's shrunk output)."""
+    from benchmarks import layers
+
+    for layer in layers.layers():
+        ours, theirs = layers.output_shapes(layer, size, 2)
+        assert ours == theirs, layer.name
+
+
+def test_layer_benchmark_runs_end_to_end(capsys):
+    from benchmarks import layers
+
+    assert layers.main(["--size", "32", "--repeats", "1", "--layers", "R256", "D:out"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["R256", "D:out"]
+    for row in rows:
+        ours, theirs, ratio = map(float, row.split()[1:])
+        assert ours > 0 and theirs > 0 and ratio > 0
