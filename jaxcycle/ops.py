@@ -18,7 +18,10 @@ mathematically identical one is used; `tests/test_ops.py` proves each equal to t
   64 -> 3) slower. Its custom VJP computes dX as the 'VALID' convolution's transpose and dW
   as one explicit convolution of the padded input with dY (batch and feature axes swapped),
   since autodiff through the padded-and-cropped form is slow again.
-- `conv3x3_winograd` computes a stride-1 3x3 'VALID' convolution (the residual blocks') by
+- `conv3x3_winograd` (not used by the networks yet: with it the one-step parity test of the
+  train step against PyTorch loses 9 of 1176 first-layer weights by one Adam step, though
+  every network's values and gradients equal the plain ones to 1e-6; to be understood
+  first) computes a stride-1 3x3 'VALID' convolution (the residual blocks') by
   Winograd's minimal filtering F(2x2, 3x3): 16 matrix products on transformed 4x4 input
   tiles and kernels instead of 36 multiply-adds per output tile, 2.25x fewer. Forward (2x)
   and backward (its hand-written VJP, the transforms transposed: 1.5x; autodiff's spends
@@ -27,9 +30,8 @@ mathematically identical one is used; `tests/test_ops.py` proves each equal to t
   +-1 and +-1/2).
 - `image_by_image` runs a convolution on one image at a time: XLA:CPU convolves a batch of
   several images up to 7x slower per image than one image (strided convolutions, and the
-  gradients of every kind), so the networks' strided, transposed and (other than the
-  Winograd ones) reflect-padded convolutions take their batch image by image on the fast
-  path.
+  gradients of every kind), so the networks' strided, transposed and reflect-padded
+  convolutions take their batch image by image on the fast path.
 
 Which formulations the networks use is chosen per backend, at trace time, by
 `use_fast_formulations()`: the fast ones on the CPU, where they were measured, and the plain
@@ -114,8 +116,6 @@ def conv2d_padded(
         return image_by_image(conv, x, kernel) if fast and stride > 1 else conv(x, kernel)
     padded = pad2d(x, padding, pad_mode)
     if stride == 1 and fast:
-        if kernel.shape[:2] == (3, 3) and x.shape[1] % 2 == x.shape[2] % 2 == 0:
-            return conv3x3_winograd(padded, kernel)  # as fast on a batch, and quicker to compile
         return image_by_image(conv2d_reflect_fast, padded, kernel)
     return conv2d(padded, kernel, stride)
 
@@ -179,9 +179,7 @@ def _winograd_bwd(residuals, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
     planes = dy.reshape(n, rows, 2, cols, 2, -1).transpose(2, 4, 0, 1, 3, 5)
     dm = _sandwich(_transposed(_WINOGRAD_A_T), planes)
     dv = _batched_matmul(dm, jnp.swapaxes(u, -1, -2))
-    du = _per_position(
-        lambda v, dm: v.reshape(-1, v.shape[-1]).T @ dm.reshape(-1, dm.shape[-1]), v, dm
-    )
+    du = _per_position(_over_pixels, v, dm)
     dd = _sandwich(_transposed(_WINOGRAD_B_T), dv).reshape(2, 2, 2, 2, n, rows, cols, -1)
     # Undo the tiling: position (2 q + p, 2 s + r) of tile (row, col) lands on padded pixel
     # (2 (row + q) + p, 2 (col + s) + r); the tiles overlap, so their shifted copies add up.
@@ -219,6 +217,12 @@ def _per_position(product: Callable[..., jax.Array], *grids: jax.Array) -> jax.A
     return jnp.stack(
         [jnp.stack([product(*(g[a, b] for g in grids)) for b in range(4)]) for a in range(4)]
     )
+
+
+def _over_pixels(a: jax.Array, b: jax.Array) -> jax.Array:
+    """a^T b contracted over images and pixels: (N, rows, cols, I), (N, rows, cols, O) ->
+    (I, O)."""
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 def _interleave(planes: jax.Array) -> jax.Array:
