@@ -95,94 +95,77 @@ def _eighth(size: int) -> int:
     return size // 8
 
 
+_JAX_ACTS: dict[str | None, Callable[[jax.Array], jax.Array] | None] = {
+    "relu": nets._relu,
+    "lrelu": nets._leaky_relu,
+    "tanh": jnp.tanh,
+    None: None,
+}
+
+
+def _conv_layer(
+    name: str,
+    cin: int,
+    cout: int,
+    k: int,
+    stride: int,
+    pad: int,
+    side: Callable[[int], int],
+    *,
+    pad_mode: str = "zero",
+    norm: bool = True,
+    act: str | None = "relu",
+    transposed: bool = False,
+) -> Layer:
+    """A convolution unit (conv, instance norm, activation) described once for both
+    frameworks. Reflect padding precedes the convolution; transposed ones have
+    output_padding 1, as the generator's."""
+    fn = _JAX_ACTS[act]
+    output_padding = 1 if transposed else 0
+
+    def ours() -> nets.nn.Module:
+        if norm:
+            return nets.ConvNormAct(
+                cout,
+                k,
+                stride,
+                pad,
+                pad_mode,
+                act=fn,
+                transposed=transposed,
+                output_padding=output_padding,
+            )
+        conv = nets.Conv(cout, k, stride, pad, pad_mode)
+        return _Then(conv, fn) if fn else conv
+
+    def theirs() -> Any:
+        nn = _lazy_torch().nn
+        reflect = pad_mode == "reflect"
+        if transposed:
+            conv = nn.ConvTranspose2d(cin, cout, k, stride, pad, output_padding)
+        else:
+            conv = nn.Conv2d(cin, cout, k, stride, 0 if reflect else pad)
+        return _torch_unit(conv, norm, act, pad=pad if reflect else 0)
+
+    return Layer(name, cin, side, ours, theirs)
+
+
 def layers() -> list[Layer]:
     """The ResNet-9 generator's and the 70x70 PatchGAN's layer units, ngf = ndf = 64."""
-    import_torch = _lazy_torch
-    unit = nets.ConvNormAct
-    lrelu = nets._leaky_relu
     return [
-        Layer(
-            "c7s1-64",
-            3,
-            _full,
-            lambda: unit(64, 7, 1, 3, "reflect"),
-            lambda: _torch_unit(import_torch().nn.Conv2d(3, 64, 7), True, "relu", pad=3),
-        ),
-        Layer(
-            "d128",
-            64,
-            _full,
-            lambda: unit(128, 3, 2, 1),
-            lambda: _torch_unit(import_torch().nn.Conv2d(64, 128, 3, 2, 1), True, "relu"),
-        ),
-        Layer(
-            "d256",
-            128,
-            _half,
-            lambda: unit(256, 3, 2, 1),
-            lambda: _torch_unit(import_torch().nn.Conv2d(128, 256, 3, 2, 1), True, "relu"),
-        ),
+        _conv_layer("c7s1-64", 3, 64, 7, 1, 3, _full, pad_mode="reflect"),
+        _conv_layer("d128", 64, 128, 3, 2, 1, _full),
+        _conv_layer("d256", 128, 256, 3, 2, 1, _half),
         Layer("R256", 256, _quarter, lambda: nets.ResnetBlock(), lambda: _torch_resnet_block(256)),
-        Layer(
-            "u128",
-            256,
-            _quarter,
-            lambda: unit(128, 3, 2, 1, transposed=True, output_padding=1),
-            lambda: _torch_unit(
-                import_torch().nn.ConvTranspose2d(256, 128, 3, 2, 1, 1), True, "relu"
-            ),
-        ),
-        Layer(
-            "u64",
-            128,
-            _half,
-            lambda: unit(64, 3, 2, 1, transposed=True, output_padding=1),
-            lambda: _torch_unit(
-                import_torch().nn.ConvTranspose2d(128, 64, 3, 2, 1, 1), True, "relu"
-            ),
-        ),
-        Layer(
-            "c7s1-3",
-            64,
-            _full,
-            lambda: _Then(nets.Conv(3, 7, 1, 3, "reflect"), jnp.tanh),
-            lambda: _torch_unit(import_torch().nn.Conv2d(64, 3, 7), False, "tanh", pad=3),
-        ),
-        Layer(
-            "D:C64",
-            3,
-            _full,
-            lambda: _Then(nets.Conv(64, 4, 2, 1), lrelu),
-            lambda: _torch_unit(import_torch().nn.Conv2d(3, 64, 4, 2, 1), False, "lrelu"),
-        ),
-        Layer(
-            "D:C128",
-            64,
-            _half,
-            lambda: unit(128, 4, 2, 1, act=lrelu),
-            lambda: _torch_unit(import_torch().nn.Conv2d(64, 128, 4, 2, 1), True, "lrelu"),
-        ),
-        Layer(
-            "D:C256",
-            128,
-            _quarter,
-            lambda: unit(256, 4, 2, 1, act=lrelu),
-            lambda: _torch_unit(import_torch().nn.Conv2d(128, 256, 4, 2, 1), True, "lrelu"),
-        ),
-        Layer(
-            "D:C512",
-            256,
-            _eighth,
-            lambda: unit(512, 4, 1, 1, act=lrelu),
-            lambda: _torch_unit(import_torch().nn.Conv2d(256, 512, 4, 1, 1), True, "lrelu"),
-        ),
-        Layer(
-            "D:out",
-            512,
-            lambda size: size // 8 - 1,  # C512's output: one pixel less than its input
-            lambda: nets.Conv(1, 4, 1, 1),
-            lambda: _torch_unit(import_torch().nn.Conv2d(512, 1, 4, 1, 1), False, None),
-        ),
+        _conv_layer("u128", 256, 128, 3, 2, 1, _quarter, transposed=True),
+        _conv_layer("u64", 128, 64, 3, 2, 1, _half, transposed=True),
+        _conv_layer("c7s1-3", 64, 3, 7, 1, 3, _full, pad_mode="reflect", norm=False, act="tanh"),
+        _conv_layer("D:C64", 3, 64, 4, 2, 1, _full, norm=False, act="lrelu"),
+        _conv_layer("D:C128", 64, 128, 4, 2, 1, _half, act="lrelu"),
+        _conv_layer("D:C256", 128, 256, 4, 2, 1, _quarter, act="lrelu"),
+        _conv_layer("D:C512", 256, 512, 4, 1, 1, _eighth, act="lrelu"),
+        # C512's output, one pixel smaller than its input, feeds the last layer.
+        _conv_layer("D:out", 512, 1, 4, 1, 1, lambda size: size // 8 - 1, norm=False, act=None),
     ]
 
 

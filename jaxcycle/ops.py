@@ -108,7 +108,8 @@ def conv2d_padded(
 
     Zero padding is the convolution's own (no padded copy of the input). Reflect and
     replicate padding pad first; the stride-1 convolution that follows is
-    `conv2d_reflect_fast` when `use_fast_formulations()`, else the plain 'VALID' one.
+    `conv2d_reflect_fast` when `use_fast_formulations()`, else the plain 'VALID' one. On the
+    fast path, reflect-padded and strided convolutions take their batch `image_by_image`.
     """
     fast = use_fast_formulations()
     if pad_mode == "zero":
