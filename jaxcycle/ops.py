@@ -18,10 +18,7 @@ mathematically identical one is used; `tests/test_ops.py` proves each equal to t
   64 -> 3) slower. Its custom VJP computes dX as the 'VALID' convolution's transpose and dW
   as one explicit convolution of the padded input with dY (batch and feature axes swapped),
   since autodiff through the padded-and-cropped form is slow again.
-- `conv3x3_winograd` (not used by the networks yet: with it the one-step parity test of the
-  train step against PyTorch loses 9 of 1176 first-layer weights by one Adam step, though
-  every network's values and gradients equal the plain ones to 1e-6; to be understood
-  first) computes a stride-1 3x3 'VALID' convolution (the residual blocks') by
+- `conv3x3_winograd` computes a stride-1 3x3 'VALID' convolution (the residual blocks') by
   Winograd's minimal filtering F(2x2, 3x3): 16 matrix products on transformed 4x4 input
   tiles and kernels instead of 36 multiply-adds per output tile, 2.25x fewer. Forward (2x)
   and backward (its hand-written VJP, the transforms transposed: 1.5x; autodiff's spends
@@ -30,8 +27,9 @@ mathematically identical one is used; `tests/test_ops.py` proves each equal to t
   +-1 and +-1/2).
 - `image_by_image` runs a convolution on one image at a time: XLA:CPU convolves a batch of
   several images up to 7x slower per image than one image (strided convolutions, and the
-  gradients of every kind), so the networks' strided, transposed and reflect-padded
-  convolutions take their batch image by image on the fast path.
+  gradients of every kind), so the networks' strided, transposed and (other than the
+  Winograd ones) reflect-padded convolutions take their batch image by image on the fast
+  path.
 
 Which formulations the networks use is chosen per backend, at trace time, by
 `use_fast_formulations()`: the fast ones on the CPU, where they were measured, and the plain
@@ -108,8 +106,9 @@ def conv2d_padded(
 
     Zero padding is the convolution's own (no padded copy of the input). Reflect and
     replicate padding pad first; the stride-1 convolution that follows is
-    `conv2d_reflect_fast` when `use_fast_formulations()`, else the plain 'VALID' one. On the
-    fast path, reflect-padded and strided convolutions take their batch `image_by_image`.
+    `conv2d_reflect_fast` when `use_fast_formulations()` (`conv3x3_winograd` for a 3x3 kernel
+    on an even-sized input), else the plain 'VALID' one. On the fast path, strided and (but
+    for Winograd's) reflect-padded convolutions take their batch `image_by_image`.
     """
     fast = use_fast_formulations()
     if pad_mode == "zero":
@@ -117,6 +116,8 @@ def conv2d_padded(
         return image_by_image(conv, x, kernel) if fast and stride > 1 else conv(x, kernel)
     padded = pad2d(x, padding, pad_mode)
     if stride == 1 and fast:
+        if kernel.shape[:2] == (3, 3) and x.shape[1] % 2 == x.shape[2] % 2 == 0:
+            return conv3x3_winograd(padded, kernel)  # as fast on a batch, and quicker to compile
         return image_by_image(conv2d_reflect_fast, padded, kernel)
     return conv2d(padded, kernel, stride)
 

@@ -153,13 +153,15 @@ def test_padded_conv_matches_torch_with_either_formulation(stride, padding, mode
     [
         lambda x, w: ops.conv2d_padded(x, w, 2, 1, "zero"),
         lambda x, w: ops.conv2d_padded(x, w, 1, 1, "reflect"),
+        lambda x, w: ops.conv2d_padded(x[:, 1:], w, 1, 1, "reflect"),
         lambda x, w: ops.conv_transpose2d(x, w, 2, 1, 1),
     ],
-    ids=["strided", "reflect", "transposed"],
+    ids=["strided", "reflect (Winograd)", "reflect, odd height", "transposed"],
 )
 def test_fast_layers_on_a_batch_equal_plain_ones_values_and_gradients(layer):
-    """The fast path takes a batch image by image; the result and the gradients (the
-    kernel's summed over the images) are the plain batched formulation's."""
+    """The fast path takes a batch image by image, or by Winograd's algorithm for the even-
+    sized 3x3 reflect-padded case; the result and the gradients (the kernel's summed over the
+    images) are the plain batched formulation's."""
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.standard_normal((3, 8, 10, 4), dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((3, 3, 4, 5), dtype=np.float32))
