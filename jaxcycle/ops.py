@@ -29,7 +29,7 @@ mathematically identical one is used; `tests/test_ops.py` proves each equal to t
   several images up to 7x slower per image than one image (strided convolutions, and the
   gradients of every kind), so the networks' strided, transposed and (other than the
   Winograd ones) reflect-padded convolutions take their batch image by image on the fast
-  path.
+  path, in a run on one device.
 
 Which formulations the networks use is chosen per backend, at trace time, by
 `use_fast_formulations()`: the fast ones on the CPU, where they were measured, and the plain
@@ -129,7 +129,8 @@ def _conv_zero_padded(x: jax.Array, kernel: jax.Array, stride: int, padding: int
 
 # Winograd F(2x2, 3x3): output tile Y = A^T [(G g G^T) * (B^T d B)] A for a 4x4 input tile d
 # and a 3x3 kernel g (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
-# Each sandwich M X M^T of a grid X of arrays is one product with the Kronecker square of M.
+# Each sandwich M X M^T of a grid of arrays is written out as sums that skip the zeros: XLA:CPU
+# runs these 2x faster than one product with the Kronecker square of M (measured).
 _WINOGRAD_B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 _WINOGRAD_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
 _WINOGRAD_A_T = ((1, 1, 1, 0), (0, 1, -1, -1))
@@ -145,25 +146,25 @@ def conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Gradients: see `_winograd_bwd`.
     """
     v, u = _winograd_operands(x, kernel)
-    m = _batched_matmul(v, u)
-    y = _sandwich(_WINOGRAD_A_T, m)  # (2, 2, N, rows, cols, Cout)
-    return _interleave(y)
+    m = [[v[a][b] @ u[a][b] for b in range(4)] for a in range(4)]
+    y = _sandwich(_WINOGRAD_A_T, m)  # A^T m A: y[r][c] is output (2 * row + r, 2 * col + c)
+    n, hp, wp, _ = x.shape
+    return _interleave(y, (n, (hp - 2) // 2, (wp - 2) // 2))
 
 
-def _winograd_operands(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The transformed input tiles B^T d B, (4, 4, N, rows, cols, Cin), and the transformed
-    kernel G g G^T, (4, 4, Cin, Cout)."""
+def _winograd_operands(x: jax.Array, kernel: jax.Array):
+    """The transformed input tiles B^T d B and kernel G g G^T: 4x4 grids of (tiles, Cin) and
+    (Cin, Cout) matrices."""
     n, hp, wp, cin = x.shape
     rows, cols = (hp - 2) // 2, (wp - 2) // 2
-    # Tile position i = 2 q + p reads padded row 2 (tile row + q) + p.
-    pairs = x.reshape(n, rows + 1, 2, cols + 1, 2, cin)
-    shifted = jnp.stack(
-        [jnp.stack([pairs[:, q : q + rows, :, s : s + cols] for s in range(2)]) for q in range(2)]
-    )  # (q, s, N, rows, p, cols, r, C)
-    tiles = shifted.transpose(0, 4, 1, 6, 2, 3, 5, 7).reshape(4, 4, n, rows, cols, cin)
+    tiles = [
+        [x[:, i : i + 2 * rows : 2, j : j + 2 * cols : 2].reshape(-1, cin) for j in range(4)]
+        for i in range(4)
+    ]
     v = _sandwich(_WINOGRAD_B_T, tiles)
-    u = _sandwich(_WINOGRAD_G, kernel)
-    return v, u
+    u = _sandwich(_WINOGRAD_G, [[kernel[i, j] for j in range(3)] for i in range(3)])
+    # Keeps XLA from fusing the transforms into the products (which then run 2x slower).
+    return lax.optimization_barrier((v, u))
 
 
 def _winograd_fwd(x: jax.Array, kernel: jax.Array):
@@ -176,20 +177,34 @@ def _winograd_bwd(residuals, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
     tiles, and dg = G^T du G. The operands v and u are recomputed (cheap), not stored."""
     x, kernel = residuals
     v, u = _winograd_operands(x, kernel)
-    n, h, w, _ = dy.shape
+    n, h, w, cout = dy.shape
+    dm = _sandwich(_transposed(_WINOGRAD_A_T), _deinterleave(dy))
+    dv = [[dm[a][b] @ u[a][b].T for b in range(4)] for a in range(4)]
+    du = [[v[a][b].T @ dm[a][b] for b in range(4)] for a in range(4)]
+    dd = _sandwich(_transposed(_WINOGRAD_B_T), dv)
+    # Tile position i = parity + 2 * shift reads input row 2 * (tile row + shift) + parity:
+    # each parity plane of dx sums the four positions of its parity, shifted by their tile.
     rows, cols = h // 2, w // 2
-    planes = dy.reshape(n, rows, 2, cols, 2, -1).transpose(2, 4, 0, 1, 3, 5)
-    dm = _sandwich(_transposed(_WINOGRAD_A_T), planes)
-    dv = _batched_matmul(dm, jnp.swapaxes(u, -1, -2))
-    du = _per_position(_over_pixels, v, dm)
-    dd = _sandwich(_transposed(_WINOGRAD_B_T), dv).reshape(2, 2, 2, 2, n, rows, cols, -1)
-    # Undo the tiling: position (2 q + p, 2 s + r) of tile (row, col) lands on padded pixel
-    # (2 (row + q) + p, 2 (col + s) + r); the tiles overlap, so their shifted copies add up.
-    pad = [[((0, 0),) * 3 + ((q, 1 - q), (s, 1 - s), (0, 0)) for s in range(2)] for q in range(2)]
-    summed = sum(jnp.pad(dd[q, :, s], pad[q][s]) for q in range(2) for s in range(2))
-    dx = summed.transpose(2, 3, 0, 4, 1, 5).reshape(x.shape)  # (p, r, N, rows+1, cols+1, C)
+    planes = [
+        [
+            sum(
+                jnp.pad(
+                    dd[p + 2 * q][r + 2 * s].reshape(n, rows, cols, -1),
+                    ((0, 0), (q, 1 - q), (s, 1 - s), (0, 0)),
+                )
+                for q in range(2)
+                for s in range(2)
+            )
+            for r in range(2)
+        ]
+        for p in range(2)
+    ]
+    dx = _interleave(
+        [[plane.reshape(-1, x.shape[-1]) for plane in row] for row in planes],
+        (n, rows + 1, cols + 1),
+    )
     dg = _sandwich(_transposed(_WINOGRAD_G), du)
-    return dx.astype(x.dtype), dg.astype(kernel.dtype)
+    return dx.astype(x.dtype), jnp.stack([jnp.stack(row) for row in dg]).astype(kernel.dtype)
 
 
 conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
@@ -199,47 +214,52 @@ def _transposed(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...
     return tuple(zip(*matrix, strict=True))
 
 
-def _sandwich(matrix: tuple[tuple[float, ...], ...], grid: jax.Array) -> jax.Array:
-    """`matrix @ grid @ matrix^T` over the first two axes of `grid` (each entry an array):
-    one matrix product with the Kronecker square of `matrix`."""
-    m = jnp.asarray(matrix, grid.dtype)
-    square = jnp.kron(m, m)  # (a b, i j)
-    out = square @ grid.reshape(square.shape[1], -1)
-    return out.reshape(m.shape[0], m.shape[0], *grid.shape[2:])
+def _interleave(planes: list[list[jax.Array]], shape: tuple[int, int, int]) -> jax.Array:
+    """The image whose pixel (2 * row + r, 2 * col + c) is row * cols + col of planes[r][c]
+    (each (N * rows * cols, C)); `shape` is (N, rows, cols)."""
+    n, rows, cols = shape
+    stacked = jnp.stack(
+        [jnp.stack([plane.reshape(n, rows, cols, -1) for plane in row], axis=3) for row in planes],
+        axis=2,
+    )  # (N, rows, 2, cols, 2, C)
+    return stacked.reshape(n, 2 * rows, 2 * cols, -1)
 
 
-def _batched_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
-    """For each of the 4x4 positions, (N, rows, cols, I) x (I, O)."""
-    return _per_position(lambda a, b: a @ b, a, b)
+def _deinterleave(image: jax.Array) -> list[list[jax.Array]]:
+    """The inverse of `_interleave`: planes[r][c] = image[:, r::2, c::2] as (N*rows*cols, C)."""
+    c = image.shape[-1]
+    return [[image[:, r::2, s::2].reshape(-1, c) for s in range(2)] for r in range(2)]
 
 
-def _per_position(product: Callable[..., jax.Array], *grids: jax.Array) -> jax.Array:
-    """`product` of the grids' entries at each of the 4x4 positions, stacked: one matrix
-    product each (XLA:CPU runs 16 separate products faster than one batched product)."""
-    return jnp.stack(
-        [jnp.stack([product(*(g[a, b] for g in grids)) for b in range(4)]) for a in range(4)]
-    )
+def _sandwich(matrix: tuple[tuple[float, ...], ...], grid: list[list[jax.Array]]):
+    """`matrix @ grid @ matrix^T` for a grid of arrays (each entry an array, the products
+    taken entry-wise), written out as sums that skip the zero coefficients."""
 
+    def combine(arrays: list[jax.Array]) -> list[jax.Array]:
+        out = []
+        for coefficients in matrix:
+            terms = [
+                c * a if c not in (1, -1) else (a if c == 1 else -a)
+                for c, a in zip(coefficients, arrays, strict=True)
+                if c != 0
+            ]
+            out.append(functools.reduce(jnp.add, terms))
+        return out
 
-def _over_pixels(a: jax.Array, b: jax.Array) -> jax.Array:
-    """a^T b contracted over images and pixels: (N, rows, cols, I), (N, rows, cols, O) ->
-    (I, O)."""
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
-
-
-def _interleave(planes: jax.Array) -> jax.Array:
-    """(2, 2, N, rows, cols, C) phase planes to the (N, 2 rows, 2 cols, C) image whose pixel
-    (2 row + r, 2 col + c) is planes[r, c, :, row, col]."""
-    _, _, n, rows, cols, c = planes.shape
-    return planes.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * rows, 2 * cols, c)
+    columns = [combine([row[j] for row in grid]) for j in range(len(grid[0]))]  # [j][a]
+    return [combine([column[a] for column in columns]) for a in range(len(matrix))]
 
 
 def image_by_image(fn: Callable[..., jax.Array], x: jax.Array, *args: object) -> jax.Array:
     """`fn(x, *args)` for a function that treats the images of the batch `x` independently,
     computed one image at a time and concatenated (unrolled: XLA:CPU runs a convolution
     inside a loop far slower still). The gradients of shared arguments sum over the images.
+
+    Where the run has more than one device, batches are sharded over them and `x` stays
+    whole: a slice of one image of a sharded batch is computed on every device (with 8
+    simulated CPU devices the train step ran 4.5x slower and compiled 4x longer).
     """
-    if x.shape[0] == 1:
+    if x.shape[0] == 1 or jax.device_count() > 1:
         return fn(x, *args)
     return jnp.concatenate([fn(x[i : i + 1], *args) for i in range(x.shape[0])], axis=0)
 
