@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from jaxcycle import checkpoints
 from jaxcycle.architecture import Architecture
+from jaxcycle.cache import cache_root
 
 PUBLISHED_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{name}.pth"
 PUBLISHED_ARCHITECTURE = Architecture("resnet", 3, 3, 64, "instance", n_blocks=9)
@@ -95,8 +96,7 @@ def get(name: str) -> PretrainedModel:
 
 def cache_dir() -> Path:
     """Where downloads and converted params are kept."""
-    root = os.environ.get("JAXCYCLE_CACHE") or Path.home() / ".cache" / "jaxcycle"
-    return Path(root) / "pretrained"
+    return cache_root() / "pretrained"
 
 
 def params_dir(name: str) -> Path:
