@@ -41,6 +41,8 @@ def _translate(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         progress=not args.quiet,
         volumes=volumes,
+        direction=args.direction,
+        size=args.size,
     )
     n_volumes = sum(1 for p in written if p.is_dir() or is_nifti_file(p))
     counts = [f"{len(written) - n_volumes} image(s)"] if len(written) > n_volumes else []
@@ -136,27 +138,30 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _report_study(workdir: Path, outcomes: dict) -> None:
+    from jaxcycle.study import key_numbers
+
     skipped = [n for n, o in outcomes.items() if "skipped" in o]
     done = [n for n in outcomes if n not in skipped]
-    print(f"models done: {', '.join(done) or 'none'}")
+    print(f"rows done: {', '.join(done) or 'none'}")
     if skipped:
-        print(f"models skipped (weights unavailable): {', '.join(skipped)}")
+        print(f"rows skipped (weights unavailable): {', '.join(skipped)}")
     if done:
+        print(key_numbers(outcomes))
         print(
             f"tables:  {workdir / 'tables'}  (table_iii_mr_to_ct.md, table_iv_ct_to_mr.md, "
             "latent_separability.csv)"
         )
         print(
-            f"figures: {workdir / 'figures'}  (fig5_mr_to_ct.png, fig6_ct_to_mr.png, "
-            "fig7_latent.png)"
+            f"figures: {workdir / 'figures'}  (fig5_mr_to_ct_WINDOW.png, "
+            "fig6_ct_to_mr_WINDOW.png for each CT display window, fig7_latent.png)"
         )
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from jaxcycle.demo import run_demo
+    from jaxcycle.demo import DemoScale, run_demo
 
     outcomes = run_demo(
-        args.workdir, epochs=args.epochs, offline=args.offline, progress=not args.quiet
+        args.workdir, DemoScale(epochs=args.epochs), offline=args.offline, progress=not args.quiet
     )
     _report_study(Path(args.workdir) / "study", outcomes)
 
@@ -200,13 +205,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a generator over image files, NIfTI volumes or DICOM series",
         description="Translate PNG/JPEG/TIFF images (grey or RGB, 8- or 16-bit), NIfTI volumes "
         "(.nii, .nii.gz) and DICOM files or series folders with a generator's params "
-        "directory. Outputs keep the input names; grey inputs give grey outputs of the same "
-        "bit depth. Volumes are translated slice by slice from the other modality into "
-        "--output-modality and written in their own format: NIfTI with the source's affine and "
-        "header, DICOM as a new series marked synthetic.",
+        "directory or a training run. Outputs keep the input names and sizes; grey inputs give "
+        "grey outputs of the same bit depth. Volumes are translated slice by slice from the "
+        "other modality into --output-modality and written in their own format: NIfTI with "
+        "the source's affine and header, DICOM as a new series marked synthetic.",
     )
     p.add_argument("inputs", nargs="+", help="image, NIfTI or DICOM files, or folders holding them")
-    p.add_argument("--checkpoint", required=True, help="params directory of a generator")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="params directory of a generator, or a training run's workdir (its latest "
+        "checkpoint; see --direction)",
+    )
+    p.add_argument(
+        "--direction",
+        choices=("ab", "ba"),
+        default="ab",
+        help="with a training run: its A->B generator (ab, default) or its B->A one (ba)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        help="working size: inputs are resized to SIZE x SIZE for the generator and the "
+        "outputs back to the input's size (default: a run's crop size; a params directory "
+        "works at each input's own size; 0: each input's own size)",
+    )
     p.add_argument("--output", required=True, help="directory for the translated outputs")
     p.add_argument(
         "--batch-size", type=int, default=8, help="images or volume slices per step (default 8)"
@@ -333,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Translate the test split of a paired dataset with a run's latest "
         "generators (--workdir, both directions) or with params directories from 'jaxcycle "
         "convert' or 'jaxcycle pretrained' (--gen-ab for A->B, --gen-ba for B->A; grey data "
-        "are replicated into 3-channel generators and the outputs averaged back) and score the "
+        "are replicated into 3-channel generators and the outputs averaged back; a run's "
+        "generators work at its crop size, and the references are resized to it) and score the "
         "results (PSNR, SSIM, UQI, VIF; MAE/RMSE in HU for CT). Writes the translated images "
         "(translated_gen_ab/PATIENT_SSSS.png; 16-bit for grey scanner data), per-image CSVs "
         "and a summary table (Markdown and CSV); never over existing files without --overwrite.",
@@ -357,10 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
         "study",
         help="the paper's study: fine-tune each pretrained model, tables and figures",
         description="For each model in study.models (default: all 18 published generators) "
-        "and a from-scratch control: fine-tune as in configs/transfer.py on the dataset's "
-        "train split, evaluate both directions on its test split, and write Tables III/IV "
-        "(beside the paper's numbers), figures 5-7 and latent separability scores. Resumes "
-        "model by model; models whose weights cannot be had are reported and skipped.",
+        "in each variant of study.variants (the paper's adapter; a residual adapter that "
+        "starts as the pretrained generator; full fine-tuning), and for the controls (the "
+        "same variants from random weights): fine-tune as in configs/transfer.py on the "
+        "dataset's train split, evaluate both directions on its test split at the training "
+        "crop size, and write Tables III/IV with each row's settings (the paper's numbers "
+        "below, under a caveat), figures 5-6 in CT display windows, figure 7 and latent "
+        "separability scores; print each direction's rows by SSIM. Resumes row by row; "
+        "models whose weights cannot be had are reported and skipped.",
     )
     p.add_argument("--config", required=True, help="config file, e.g. configs/study.py")
     p.add_argument("--workdir", required=True)
@@ -373,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the whole study at small scale on brain-like phantom MR/CT data: "
         "generic pretrained generators (the published one when online, else a small CycleGAN "
         "trained here on scikit-image's photographs, exported to .pth and imported back), "
-        "fine-tuned as in the paper, with a from-scratch control; tables and figures.",
+        "fine-tuned with the paper's adapter, with one that starts as the pretrained "
+        "generator, and in full, beside the same variants from random weights (a random "
+        "frozen trunk; from scratch); tables, figures, and the key numbers printed at the end.",
     )
     p.add_argument("--workdir", required=True, help="where everything is written (resumable)")
     p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs per model")
@@ -427,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = _split_overrides(parser, extra)
+    from jaxcycle.cache import enable_compilation_cache
+
+    enable_compilation_cache()
     if args.command == "pretrained" and args.action == "download" and not args.names:
         parser.error("pretrained download: name at least one model (see 'pretrained list')")
     try:

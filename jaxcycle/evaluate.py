@@ -23,11 +23,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 
 from jaxcycle import metrics
+from jaxcycle.inference import Translator, load_run, load_translator, run_translators
 
 METRICS = ("psnr", "ssim", "uqi", "vif")
 HU_METRICS = ("mae_hu", "rmse_hu")
@@ -289,13 +291,14 @@ def score_files(
 
 
 def evaluate_direction(
-    generator: Callable[[np.ndarray], np.ndarray],
+    translator: Translator,
     source_in,
     source_ref,
     batch_size: int = 8,
     on_batch: Callable[[Sequence[int], np.ndarray], None] | None = None,
 ) -> Scores:
-    """Translates paired slices and scores them against their partners.
+    """Translates paired slices and scores them against their partners, both at the
+    translator's working size (a run's crop size: `inference.Translator`).
 
     `source_in`/`source_ref` are aligned dataset sources (`Dataset.paired_sources`). CT
     references are also scored in HU, through each volume's stored intensity map.
@@ -304,8 +307,13 @@ def evaluate_direction(
     scores = Scores()
     for start in range(0, len(source_in), batch_size):
         idx = list(range(start, min(start + batch_size, len(source_in))))
-        x, ref = source_in.read(idx), source_ref.read(idx)
-        pred = np.clip(generator(x), -1, 1)
+        pred = translator(source_in.read(idx))
+        ref = translator.resize(source_ref.read(idx))
+        if pred.shape != ref.shape:
+            raise ValueError(
+                f"translations of shape {pred.shape[1:]} cannot be scored against references "
+                f"of shape {ref.shape[1:]} (do the two domains differ in channels?)"
+            )
         if on_batch is not None:
             on_batch(idx, pred)
         batch = score_unit((ref + 1) / 2, (pred + 1) / 2)
@@ -323,68 +331,38 @@ def evaluate_direction(
     return scores
 
 
-def summaries_csv(rows: Iterable[tuple[str, str, dict[str, tuple[float, float]]]], path) -> Path:
-    """CSV of (direction, model, metric mean/std columns), the paper's table layout."""
+def summaries_csv(
+    rows: Iterable[tuple[str, str, dict[str, tuple[float, float]]]],
+    path,
+    settings: dict[str, dict[str, Any]] | None = None,
+    setting_names: Sequence[str] = (),
+) -> Path:
+    """CSV of (direction, model, metric mean/std columns), the paper's table layout; with
+    `settings` ({model: {name: value}}), the `setting_names` columns follow (empty where a
+    model has none)."""
     rows = list(rows)
+    settings = settings or {}
     metric_names = [m for m in (*METRICS, *HU_METRICS) if any(m in s for _, _, s in rows)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["direction", "model", *(f"{m}_{s}" for m in metric_names for s in ("mean", "std"))]
+            [
+                "direction",
+                "model",
+                *(f"{m}_{s}" for m in metric_names for s in ("mean", "std")),
+                *setting_names,
+            ]
         )
         for direction, model, summary in rows:
             cells = []
             for m in metric_names:
                 mean, std = summary.get(m, (float("nan"), float("nan")))
                 cells += [f"{mean:.6g}", f"{std:.6g}"]
-            writer.writerow([direction, model, *cells])
+            given = settings.get(model, {})
+            writer.writerow([direction, model, *cells, *(given.get(k, "") for k in setting_names)])
     return path
-
-
-def load_run(workdir: str | os.PathLike):
-    """A training run's config, networks and latest generator params."""
-    import json
-
-    import ml_collections
-    import orbax.checkpoint as ocp
-
-    from jaxcycle.train import networks_from_config
-
-    workdir = Path(workdir)
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{workdir}: not a training workdir (no config.json)")
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-    with ocp.CheckpointManager(workdir.absolute() / "checkpoints") as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"{workdir}: no checkpoint yet")
-        state = manager.restore(step, args=ocp.args.StandardRestore())
-    return config, networks_from_config(config), state["gen_params"], step
-
-
-def load_generator(params_dir: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
-    """A params directory (`jaxcycle convert`, `jaxcycle pretrained`) as an NHWC [-1, 1]
-    function that fits any data: channels matched as `jaxcycle translate` does (grey input
-    replicated to a 3-channel generator, the output averaged back to the input's channels),
-    sizes padded by reflection to what the network accepts and the output cropped back."""
-    from jaxcycle import checkpoints
-    from jaxcycle.data.images import match_channels
-    from jaxcycle.translate import make_generator_fn, pad_to_multiple, size_multiple
-
-    variables, arch, _ = checkpoints.load_params(params_dir)
-    generator = make_generator_fn(arch, variables)
-    multiple = size_multiple(arch)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        h, w, c = x.shape[1:]
-        batch = np.stack([pad_to_multiple(match_channels(i, arch.input_nc), multiple) for i in x])
-        out = generator(batch)[:, :h, :w]
-        return np.stack([match_channels(o, c) for o in out])
-
-    return run
 
 
 def _image_name(record: dict) -> str:
@@ -402,7 +380,7 @@ def _image_bits(source, index: int, channels: int) -> int:
 
 
 def evaluate_dataset(
-    generators: dict[str, Callable[[np.ndarray], np.ndarray]],
+    generators: dict[str, Translator],
     data,
     split: str,
     output: str | os.PathLike,
@@ -414,11 +392,11 @@ def evaluate_dataset(
     overwrite: bool = False,
 ) -> dict[str, Scores]:
     """Scores generators {"gen_ab": A->B, "gen_ba": B->A} (either may be absent) on a paired
-    `store.Dataset` split.
+    `store.Dataset` split, at each translator's working size.
 
     Writes to `output`: per_image_GEN.csv (one row per slice), summary.md (`title`, then the
     table) and summary.csv (`model` in its model column) and, with `images`, each translation
-    as output/translated_GEN/PATIENT_SSSS.png on the stored grid, the [-1, 1] outputs as
+    as output/translated_GEN/PATIENT_SSSS.png at the working size, the [-1, 1] outputs as
     levels (16-bit for grey scanner data and 16-bit images, 8-bit for 8-bit images and RGB).
     Scores are of the unquantised outputs. Nothing is written if any of these files exists,
     unless `overwrite`. Returns the scores by direction ("A->B", "B->A").
@@ -484,20 +462,15 @@ def evaluate_run(
     images: bool = True,
     overwrite: bool = False,
 ) -> dict[str, Scores]:
-    """Both directions of a trained run on a paired dataset split, written by
-    `evaluate_dataset` to `output` (default WORKDIR/eval). Returns the scores by direction
-    ('A->B', 'B->A')."""
+    """Both directions of a trained run on a paired dataset split, at the run's crop size,
+    written by `evaluate_dataset` to `output` (default WORKDIR/eval). Returns the scores by
+    direction ('A->B', 'B->A')."""
     from jaxcycle.data.store import Dataset
-    from jaxcycle.translate import make_generator_fn
 
-    config, nets, gen_params, step = load_run(workdir)
+    config, networks, gen_params, step = load_run(workdir)
     data = Dataset.open(dataset or config.data.dataset)
-    generators = {
-        name: make_generator_fn(getattr(nets, name), {"params": gen_params[name]})
-        for name in ("gen_ab", "gen_ba")
-    }
     return evaluate_dataset(
-        generators,
+        run_translators(config, networks, gen_params),
         data,
         split,
         Path(output) if output else Path(workdir) / "eval",
@@ -519,16 +492,17 @@ def evaluate_params(
     images: bool = True,
     overwrite: bool = False,
 ) -> dict[str, Scores]:
-    """Generators from params directories (e.g. converted pretrained ones, see
-    `load_generator`) on a paired dataset split: `gen_ab` translates domain A into B, `gen_ba`
-    B into A; either may be None (that direction is skipped). Written by `evaluate_dataset`."""
+    """Generators from params directories (e.g. converted pretrained ones; channels and sizes
+    fitted by `inference.Translator`) on a paired dataset split: `gen_ab` translates domain A
+    into B, `gen_ba` B into A; either may be None (that direction is skipped). Written by
+    `evaluate_dataset`."""
     from jaxcycle.data.store import Dataset
 
     given = {n: d for n, d in (("gen_ab", gen_ab), ("gen_ba", gen_ba)) if d is not None}
     if not given:
         raise ValueError("give a generator for at least one direction (gen_ab or gen_ba)")
     data = Dataset.open(dataset)
-    generators = {n: load_generator(d) for n, d in given.items()}
+    generators = {n: load_translator(d) for n, d in given.items()}
     described = ", ".join(f"{n} {d}" for n, d in given.items())
     return evaluate_dataset(
         generators,

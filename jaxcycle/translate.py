@@ -1,10 +1,11 @@
 """Running a generator over image files and medical volumes: `jaxcycle translate`.
 
-Channels are matched to the generator: a grey image into a 3-channel generator is replicated
-to RGB and the RGB output averaged back to grey; an RGB image into a 1-channel generator is
-averaged to grey first. Image sizes need not fit the network's strides: each image is padded
-at the bottom and right by reflection up to the next size the network accepts, and the
-output cropped back.
+The generator is a params directory or a training run's workdir (`--checkpoint RUN`, with
+`--direction ab|ba`). Images go through `inference.Translator`, as evaluation's do: channels
+matched to the generator (grey replicated to RGB, RGB averaged to grey, and the output's
+channels matched back to the input's), resized to the working size (a run's crop size, or
+`--size`; params directories keep each image's size), padded to the network's stride and
+cropped back; outputs are resized back to their input's size.
 
 Volumes (NIfTI files, DICOM files and series) are read as `jaxcycle data ingest` reads them:
 axial slices in the display orientation, intensities mapped to [-1, 1] by the input modality's
@@ -21,25 +22,15 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxcycle import checkpoints
-from jaxcycle.architecture import Architecture
 from jaxcycle.data.dicom import find_series, is_dicom_file, read_header
-from jaxcycle.data.images import (
-    IMAGE_SUFFIXES,
-    LoadedImage,
-    match_channels,
-    read_image,
-    write_image,
-)
+from jaxcycle.data.images import IMAGE_SUFFIXES, read_image, write_image
 from jaxcycle.data.intensity import (
     CT_WINDOW,
     MR_PERCENTILES,
@@ -50,63 +41,25 @@ from jaxcycle.data.intensity import (
 )
 from jaxcycle.data.nifti import NIFTI_SUFFIXES, is_nifti_file, nifti_ref
 from jaxcycle.data.volume import DataError, VolumeRef
+from jaxcycle.inference import Translator, load_translator
 
 OUTPUT_MODALITIES = ("ct", "mr")
 
 
-def size_multiple(arch: Architecture) -> int:
-    """Input sizes must be multiples of this for the output to match the input size."""
-    return 2**arch.num_downs if arch.kind == "unet" else 4
+def translate_images(translator: Translator, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """HWC [-1, 1] images of one shape through the generator, each output at its input's size
+    and channel count."""
+    h, w = images[0].shape[:2]
+    return list(translator.restore_size(translator(np.stack(images)), h, w))
 
 
-def pad_to_multiple(pixels: np.ndarray, multiple: int) -> np.ndarray:
-    """Reflect-pads HWC pixels at the bottom and right to multiples of `multiple`."""
-    h, w = pixels.shape[:2]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    if pad_h == pad_w == 0:
-        return pixels
-    return np.pad(pixels, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
-
-
-def make_generator_fn(arch: Architecture, variables: dict) -> Callable[[np.ndarray], np.ndarray]:
-    """A jitted NHWC [-1, 1] -> NHWC [-1, 1] function of the generator in eval mode."""
-    if not arch.is_generator:
-        raise ValueError(f"not a generator: {arch.describe()}")
-    module = arch.build()
-    apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
-    variables = jax.device_put(variables)
-    return lambda x: np.asarray(apply(variables, jnp.asarray(x)))
-
-
-def translate_batch(
-    generator: Callable[[np.ndarray], np.ndarray],
-    images: Sequence[LoadedImage],
-    arch: Architecture,
-) -> list[np.ndarray]:
-    """Images of one shape through the generator, each output matching its input's channels."""
-    h, w = images[0].pixels.shape[:2]
-    batch = np.stack(
-        [
-            pad_to_multiple(match_channels(im.pixels, arch.input_nc), size_multiple(arch))
-            for im in images
-        ]
-    )
-    out = generator(batch)[:, :h, :w]
-    return [match_channels(o, 1 if im.grey else 3) for o, im in zip(out, images, strict=True)]
-
-
-def translate_slices(
-    generator: Callable[[np.ndarray], np.ndarray],
-    slices: np.ndarray,
-    arch: Architecture,
-    batch_size: int = 8,
-) -> np.ndarray:
+def translate_slices(translator: Translator, slices: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Grey slices (K, H, W) in [-1, 1] through the generator, `batch_size` at a time, as grey
-    images are (channels matched, padded, cropped back): (K, H, W) in [-1, 1]."""
+    images are: (K, H, W) in [-1, 1]."""
     out = []
     for start in range(0, len(slices), batch_size):
-        chunk = [LoadedImage(s[..., None], 16, True) for s in slices[start : start + batch_size]]
-        out += [o[..., 0] for o in translate_batch(generator, chunk, arch)]
+        chunk = [s[..., None] for s in slices[start : start + batch_size]]
+        out += [o[..., 0] for o in translate_images(translator, chunk)]
     return np.stack(out)
 
 
@@ -236,8 +189,7 @@ def _volume_jobs(
 
 
 def _translate_volume(
-    generator: Callable[[np.ndarray], np.ndarray],
-    arch: Architecture,
+    translator: Translator,
     job: _VolumeJob,
     options: VolumeOptions,
     batch_size: int,
@@ -260,7 +212,7 @@ def _translate_volume(
         ct_window=tuple(options.ct_window), mr_percentiles=tuple(options.mr_percentiles)
     )
     source_map = volume_intensity(volume, ref.source, options.input_modality, ingest_options)
-    translated = translate_slices(generator, source_map.normalise(volume.values), arch, batch_size)
+    translated = translate_slices(translator, source_map.normalise(volume.values), batch_size)
     values = options.output_map().restore(translated)
     if ref.format == "nifti":
         return write_nifti(job.target, values, reference=ref.source, overwrite=overwrite)
@@ -284,8 +236,12 @@ def translate_files(
     overwrite: bool = False,
     progress: bool = True,
     volumes: VolumeOptions | None = None,
+    direction: str = "ab",
+    size: int | None = None,
 ) -> list[Path]:
-    """Translates image files and volumes with the generator in `checkpoint`.
+    """Translates image files and volumes with the generator in `checkpoint`: a params
+    directory, or a training run's workdir (its `direction` generator, "ab" or "ba"); see
+    `inference.load_translator` for `size`, the working size (outputs are resized back).
 
     Image outputs keep the input names; a NIfTI volume gives a NIfTI file of the same name, a
     DICOM series a folder (named after its input folder, or its first file's stem) of new
@@ -294,8 +250,7 @@ def translate_files(
     share a name; volume headers are checked before anything is written.
     """
     volumes = volumes or VolumeOptions()
-    variables, arch, _ = checkpoints.load_params(checkpoint)
-    generator = make_generator_fn(arch, variables)
+    translator = load_translator(checkpoint, direction, size)
     output_dir = Path(output_dir)
     files, niftis, dicom_groups = _inputs(inputs)
     jobs = _volume_jobs(niftis, dicom_groups, output_dir, volumes)
@@ -322,13 +277,13 @@ def translate_files(
         for indices in groups.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                outs = translate_batch(generator, [images[i] for i in chunk], arch)
+                outs = translate_images(translator, [images[i].pixels for i in chunk])
                 for i, out in zip(chunk, outs, strict=True):
                     bits = images[i].bits if images[i].grey else 8
                     written[i] = write_image(targets[i], out, bits, overwrite=True)
                 bar.update(len(chunk))
     for job in tqdm(jobs, desc="translate", unit="volume", disable=not progress or not jobs):
-        written.append(_translate_volume(generator, arch, job, volumes, batch_size, overwrite))
+        written.append(_translate_volume(translator, job, volumes, batch_size, overwrite))
     return written
 
 

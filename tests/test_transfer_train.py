@@ -13,7 +13,7 @@ from converters.convert import torch_to_flax
 from jaxcycle import transfer
 from jaxcycle.architecture import Architecture
 from jaxcycle.cli import main
-from jaxcycle.evaluate import load_run
+from jaxcycle.inference import load_run
 
 torch = pytest.importorskip("torch")
 from benchmarks import torch_reference as ref  # noqa: E402
