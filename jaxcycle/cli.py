@@ -88,6 +88,8 @@ def _train(args: argparse.Namespace) -> None:
 def _metrics(args: argparse.Namespace) -> None:
     from jaxcycle.evaluate import format_summary, score_files
 
+    if args.csv and Path(args.csv).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.csv} exists; refusing to replace it (use --overwrite)")
     scores = score_files(
         args.ref,
         args.pred,
@@ -313,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", help="reference file or folder")
     p.add_argument("pred", help="prediction file or folder (same file names)")
     p.add_argument("--csv", help="write per-image scores here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
     p.add_argument(
         "--data-range",
         type=float,

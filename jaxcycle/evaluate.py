@@ -141,7 +141,8 @@ def format_summary(summaries: dict[str, dict[str, tuple[float, float]]]) -> str:
         cells = []
         for c in columns:
             mean, std = summary.get(c, (float("nan"), float("nan")))
-            cells.append(f"{mean:.4g} ± {std:.3g}")
+            # An inf mean (a PSNR of identical images) has no finite spread to show.
+            cells.append(f"{mean:.4g}" if np.isinf(mean) else f"{mean:.4g} ± {std:.3g}")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -248,6 +249,12 @@ def score_files(
     for name in sorted(ref_files):
         refs = read_for_scoring(ref_files[name])
         preds = read_for_scoring(pred_files[name])
+        for path, items in ((ref_files[name], refs), (pred_files[name], preds)):
+            bad = sum(int(np.count_nonzero(~np.isfinite(item.values))) for _, item in items)
+            if bad:
+                raise ValueError(
+                    f"{path}: {bad} NaN or infinite value(s); metrics need finite images"
+                )
         if len(refs) != len(preds):
             raise ValueError(f"{pred_files[name]}: {len(preds)} slices, the reference {len(refs)}")
         first = refs[0][1]
@@ -279,7 +286,10 @@ def score_files(
                 ru, pu = (
                     np.clip((x.values - lo) / (hi - lo), 0, 1).astype(np.float32) for x in (r, p)
                 )
-            batch = score_unit(ru[None], pu[None], unit_range, vif_scale)
+            try:
+                batch = score_unit(ru[None], pu[None], unit_range, vif_scale)
+            except ValueError as e:  # e.g. too small for VIF
+                raise ValueError(f"{pred_files[name]} ({label}): {e}") from None
             if kind == "ct":
                 batch["mae_hu"] = np.asarray(_mae(r.values[None], p.values[None]))
                 batch["rmse_hu"] = np.asarray(_rmse(r.values[None], p.values[None]))
@@ -405,6 +415,8 @@ def evaluate_dataset(
 
     if not generators:
         raise ValueError("no generator to evaluate")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1 (got {batch_size})")
     source_a, source_b = data.paired_sources(split)
     if len(source_a) == 0:
         raise ValueError(f"{data.url}: no paired slices in the {split} split")

@@ -6,11 +6,14 @@ checkpoints. The algorithm itself is in `jaxcycle.cyclegan`.
 
 A workdir holds `config.json`, `checkpoints/` (Orbax; the whole train state, so a resumed run
 continues bit-identically: same data order, pools and random numbers), `metrics.jsonl` (one
-JSON record per logged step, for a notebook) and `samples/` (image grids).
+JSON record per logged step, for a notebook), `samples/` (image grids) and `.lock`, held by the
+process training there (a second `jaxcycle train` on the workdir stops at once, naming it).
+`config.json` is written once the run's start-up checks have passed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -28,8 +31,10 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from jaxcycle import cyclegan, nets, parallel, transfer
+from jaxcycle import cyclegan, locks, nets, parallel, transfer
 from jaxcycle.architecture import Architecture
+
+LOCK_FILE = ".lock"  # held by the process training in the workdir (jaxcycle.locks)
 
 
 class DivergenceError(RuntimeError):
@@ -132,15 +137,17 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
 
-def _save_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
+def _save_config(config: ml_collections.ConfigDict, workdir: Path, resumed: bool) -> None:
+    """config.json of a fresh run (replacing one a failed start left); a resumed run whose
+    config differs keeps the original and writes config.resumed.json, naming the changes."""
     path = workdir / "config.json"
     text = config.to_json_best_effort(indent=2, sort_keys=True) + "\n"
-    if path.exists() and path.read_text() != text:
+    if resumed and path.exists() and path.read_text() != text:
         before, now = json.loads(path.read_text()), json.loads(text)
         changed = _diff(before, now)
         print(f"note: config differs from the one {workdir} started with: {', '.join(changed)}")
         path.with_name("config.resumed.json").write_text(text)
-    elif not path.exists():
+    elif not (resumed and path.exists()):
         path.write_text(text)
 
 
@@ -215,9 +222,20 @@ def train(
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
-    if is_main:
-        _save_config(config, workdir)
+    # One training process per workdir (on a multi-host run, process 0 speaks for all).
+    lock = locks.ExclusiveLock(workdir / LOCK_FILE, f"training workdir {workdir}")
+    with lock if is_main else contextlib.nullcontext():
+        return _train(config, workdir, initial_params, progress, is_main)
 
+
+def _train(
+    config: ml_collections.ConfigDict,
+    workdir: Path,
+    initial_params: dict[str, Any] | None,
+    progress: bool,
+    is_main: bool,
+) -> cyclegan.TrainState:
+    """`train` with the workdir held."""
     # --- Mesh: data parallel over every device of every process.
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.train.batch_size, mesh)
@@ -270,6 +288,8 @@ def train(
     else:
         start = 0
         state = jax.jit(lambda p: init(params=p), out_shardings=shardings)(initial_params or {})
+    if is_main:  # only now: a start that failed its checks above leaves no config behind
+        _save_config(config, workdir, resumed=manager.latest_step() is not None)
 
     # --- The update step: compiled once, state donated, batch sharded over the mesh.
     dtype = jnp.dtype(config.train.compute_dtype)

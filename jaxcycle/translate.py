@@ -249,9 +249,13 @@ def translate_files(
     Nothing is written unless every output name is free (or `overwrite`) and no two inputs
     share a name; volume headers are checked before anything is written.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1 (got {batch_size})")
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"{output_dir}: exists and is not a folder; --output names a folder")
     volumes = volumes or VolumeOptions()
     translator = load_translator(checkpoint, direction, size)
-    output_dir = Path(output_dir)
     files, niftis, dicom_groups = _inputs(inputs)
     jobs = _volume_jobs(niftis, dicom_groups, output_dir, volumes)
     targets = [output_dir / f.name for f in files]

@@ -31,11 +31,21 @@ class LoadedImage:
     grey: bool
 
 
+MAX_PIXELS = 8192 * 8192  # far beyond any scanner's slice; a header claiming more is refused
+
+
 def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Reads an 8- or 16-bit, grey or RGB(A) image file; alpha is dropped."""
+    """Reads an 8- or 16-bit, grey or RGB(A) image file; alpha is dropped. Images of more than
+    MAX_PIXELS pixels are refused from their header, before their data are decoded."""
     path = Path(path)
     try:
         with Image.open(path) as im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{path}: {width} x {height} pixels, more than the {MAX_PIXELS:,} an image "
+                    "may have (a corrupt header or a decompression bomb?)"
+                )
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -55,6 +65,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read") from None
+    except Image.DecompressionBombError as e:  # raised by Image.open itself for huge headers
+        raise ImageError(f"{path}: refused, {e}") from None
     except (OSError, SyntaxError) as e:  # truncated or corrupt data
         raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
     grey = array.ndim == 2

@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import tensorstore as ts
 
-from jaxcycle import __version__
+from jaxcycle import __version__, locks
 from jaxcycle.data.geometry import Placement
 from jaxcycle.data.intensity import IntensityMap
 from jaxcycle.data.splits import check_disjoint
@@ -94,8 +94,18 @@ class DatasetBuilder:
         self._capacity: dict[str, int] = {}
         self._count: dict[str, int] = {}
         self._final = local_path(self.url)
-        self._check_target()
+        self._lock = None
+        if self._final is not None:  # one writer per local target, until commit or abort
+            self._lock = locks.ExclusiveLock(
+                self._final.parent / f".{self._final.name}.lock", f"dataset {self._final}"
+            ).acquire()
+        try:
+            self._check_target()
+        except BaseException:
+            self._release()
+            raise
         if self._final is not None:
+            self._remove_leftovers()
             name = f".{self._final.name}.partial-{uuid.uuid4().hex[:8]}"
             self._tmp: Path | None = self._final.parent / name
             self._tmp.mkdir(parents=True)
@@ -105,6 +115,18 @@ class DatasetBuilder:
             self._write_url = self.url
             if overwrite:
                 _open_kvstore(self.url).delete_range(ts.KvStore.KeyRange()).result()
+
+    def _remove_leftovers(self) -> None:
+        """Removes what an interrupted writer of this target left (with the lock held, no
+        writer is running), and says so."""
+        for pattern in (f".{self._final.name}.partial-*", f".{self._final.name}.old-*"):
+            for leftover in sorted(self._final.parent.glob(pattern)):
+                shutil.rmtree(leftover, ignore_errors=True)
+                print(f"note: removed {leftover}, left by an interrupted write of {self._final}")
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def _check_target(self) -> None:
         if self._final is not None:
@@ -200,6 +222,7 @@ class DatasetBuilder:
             self._tmp = None
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
+        self._release()
         return self.url
 
     def abort(self) -> None:
@@ -207,6 +230,7 @@ class DatasetBuilder:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        self._release()
 
     def __enter__(self) -> DatasetBuilder:
         return self
