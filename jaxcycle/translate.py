@@ -255,7 +255,6 @@ def translate_files(
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"{output_dir}: exists and is not a folder; --output names a folder")
     volumes = volumes or VolumeOptions()
-    translator = load_translator(checkpoint, direction, size)
     files, niftis, dicom_groups = _inputs(inputs)
     jobs = _volume_jobs(niftis, dicom_groups, output_dir, volumes)
     targets = [output_dir / f.name for f in files]
@@ -271,7 +270,8 @@ def translate_files(
         raise FileExistsError(f"would overwrite {', '.join(taken)} (use --overwrite)")
 
     groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-    images = [read_image(f) for f in files]
+    images = [read_image(f) for f in files]  # every input checked before anything runs
+    translator = load_translator(checkpoint, direction, size)
     for i, im in enumerate(images):
         groups[im.pixels.shape].append(i)
     written = [Path()] * len(files)

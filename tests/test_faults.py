@@ -282,3 +282,20 @@ def test_translate_bad_batch_size_and_output_file(tmp_path, capsys):
                  str(target), str(image)]) == 1  # fmt: skip
     assert f"{target}: exists and is not a folder" in _error(capsys)
     assert target.read_text() == "keep me"
+
+
+def test_nifti_header_claiming_a_huge_volume(tmp_path, capsys):
+    from jaxcycle.data.nifti import nifti_ref
+    from jaxcycle.data.volume import DataError
+
+    header = nib.Nifti1Header()
+    header.set_data_shape((30000, 30000, 30000))
+    header.set_data_dtype(np.int16)
+    header["vox_offset"] = 352
+    bomb = tmp_path / "bomb.nii"
+    bomb.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * 64)
+    with pytest.raises(DataError, match=r"bomb.nii: header claims a 30000 x 30000 x 30000"):
+        nifti_ref(bomb)
+    assert main(["translate", "--checkpoint", str(tmp_path / "none"), "--output",
+                 str(tmp_path / "out"), "--output-modality", "ct", str(bomb)]) == 1  # fmt: skip
+    assert f"{bomb}: header claims" in _error(capsys)

@@ -64,8 +64,17 @@ def open_nifti(path: str | os.PathLike):
         raise DataError(f"{path}: not a readable NIfTI file ({e})") from None
 
 
+MAX_VOXELS = 2**30  # per volume (4 GiB as float32): far beyond any scan; a larger header is refused
+
+
 def _spatial_shape(img, path, frame: int | None) -> tuple[int, int, int]:
     shape = tuple(int(n) for n in img.shape)
+    voxels = int(np.prod(shape[:3], dtype=np.int64))
+    if voxels > MAX_VOXELS:
+        raise DataError(
+            f"{path}: header claims a {' x '.join(map(str, shape[:3]))} volume ({voxels:,} "
+            f"voxels), more than the {MAX_VOXELS:,} a volume may have (corrupt header?)"
+        )
     if len(shape) == 2:
         return (*shape, 1)
     if len(shape) == 3:
