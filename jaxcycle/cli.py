@@ -343,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_range(
         p,
         "--hu-window",
-        default=[-1024.0, 3071.0],
-        help="HU range mapped to [0, 1] for CT (default -1024 3071)",
+        default=list(CT_WINDOW),
+        help="HU range mapped to [0, 1] for CT (default %(default)s, as data ingest)",
     )
     _add_range(
         p,

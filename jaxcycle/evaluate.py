@@ -29,11 +29,11 @@ import jax
 import numpy as np
 
 from jaxcycle import metrics
+from jaxcycle.data.intensity import CT_WINDOW
 from jaxcycle.inference import Translator, load_run, load_translator, run_translators
 
 METRICS = ("psnr", "ssim", "uqi", "vif")
 HU_METRICS = ("mae_hu", "rmse_hu")
-DEFAULT_HU_WINDOW = (-1024.0, 3071.0)
 VIF_SCALE = 255.0
 MODALITIES = ("auto", "ct", "mr")
 
@@ -107,25 +107,6 @@ def score_unit(
     data_range = _positive(data_range, "data range")
     vif_scale = _positive(vif_scale, "UQI/VIF scale")
     return {k: np.asarray(v) for k, v in _score(ref, pred, data_range, vif_scale).items()}
-
-
-def score_hu(
-    ref_hu: np.ndarray,
-    pred_hu: np.ndarray,
-    window=DEFAULT_HU_WINDOW,
-    data_range: float | None = None,
-    vif_scale: float = VIF_SCALE,
-) -> dict:
-    """The four metrics on the windowed images, and MAE/RMSE in HU.
-
-    `data_range`: PSNR/SSIM data range in HU (default: the window's width).
-    """
-    lo, hi = window
-    unit = [np.clip((x - lo) / (hi - lo), 0, 1).astype(np.float32) for x in (ref_hu, pred_hu)]
-    scores = score_unit(*unit, 1.0 if data_range is None else data_range / (hi - lo), vif_scale)
-    scores["mae_hu"] = np.asarray(_mae(ref_hu, pred_hu))
-    scores["rmse_hu"] = np.asarray(_rmse(ref_hu, pred_hu))
-    return scores
 
 
 def format_summary(summaries: dict[str, dict[str, tuple[float, float]]]) -> str:
@@ -210,7 +191,7 @@ def _files(item: Path) -> list[Path]:
 def score_files(
     ref: str | os.PathLike,
     pred: str | os.PathLike,
-    window=DEFAULT_HU_WINDOW,
+    window=CT_WINDOW,
     *,
     data_range: float | None = None,
     vif_scale: float = VIF_SCALE,
