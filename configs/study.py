@@ -6,21 +6,14 @@ variants from random weights (a random frozen trunk; CycleGAN from scratch): see
     jaxcycle study --config configs/study.py --workdir runs/study --config.data.dataset=ds
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
 
+from configs import transfer
 from jaxcycle import pretrained
 
 
 def get_config() -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location(
-        "_transfer_base", Path(__file__).with_name("transfer.py")
-    )
-    base = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(base)
-    c = base.get_config()
+    c = transfer.get_config()
     c.study = ml_collections.ConfigDict()
     c.study.models = tuple(pretrained.REGISTRY)  # all 18
     # How each model is fine-tuned (jaxcycle.study.VARIANTS): paper, residual, decoder, finetune.

@@ -25,19 +25,12 @@ Two choices the paper leaves open or states differently, made explicit here:
 
 import ml_collections
 
+from configs import cyclegan
 from jaxcycle import pretrained
 
 
 def get_config(name: str = "iphone2dslr_flower") -> ml_collections.ConfigDict:
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "_cyclegan_base", Path(__file__).with_name("cyclegan.py")
-    )
-    base = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(base)
-    c = base.get_config()
+    c = cyclegan.get_config()
 
     model = pretrained.get(name)
     c.transfer.pretrained = model.name

@@ -18,24 +18,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import ml_collections
 import numpy as np
 
+import configs.cyclegan
+import configs.study
 from jaxcycle import pretrained
 
 PUBLISHED = "iphone2dslr_flower"
 # scikit-image's bundled pictures, none of them medical.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "colorwheel", "logo")
 TEXTURES = ("camera", "moon", "coins", "page", "text", "brick", "grass", "gravel", "clock", "horse")
-
-
-def _load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    from jaxcycle.config import load_config
-
-    root = Path(__file__).parents[1] / "configs"  # the repository's configs/
-    return ml_collections.ConfigDict(
-        load_config(str(root / f"{name}.py") + (f":{arg}" if arg else "")).to_dict()
-    )
 
 
 def write_photo_crops(
@@ -78,7 +70,7 @@ def train_generic_models(workdir: Path, scale: DemoScale, progress: bool) -> dic
     from jaxcycle.train import networks_from_config, to_host, train
 
     photos, textures = write_photo_crops(workdir / "photos", size=scale.size)
-    config = _load_config("cyclegan")
+    config = configs.cyclegan.get_config()
     config.data.train_a, config.data.train_b = str(photos), str(textures)
     config.data.load_size, config.data.crop_size = scale.size + scale.size // 8, scale.size
     config.model.ngf = config.model.ndf = scale.width
@@ -143,7 +135,7 @@ def run_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     dataset = make_dataset(workdir, subjects=scale.subjects, size=scale.size, slices=scale.slices)
 
-    config = _load_config("study")
+    config = configs.study.get_config()
     config.data.dataset = str(dataset)
     config.data.load_size = config.data.crop_size = scale.size
     config.optim.n_epochs = scale.epochs // 2
