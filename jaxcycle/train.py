@@ -307,31 +307,39 @@ def _train(
     bar = tqdm(total=total_steps, initial=start, unit="step", disable=not (progress and is_main))
     last_saved = start if manager.latest_step() is not None else None
     t0, images_seen = time.perf_counter(), 0
+
+    def checked(done: int, losses: dict[str, jax.Array]) -> dict[str, float]:
+        """A step's losses on the host; DivergenceError if one is not finite."""
+        losses = {k: float(v) for k, v in to_host(losses).items()}
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            manager.wait_until_finished()
+            where = f"step {last_saved}" if last_saved is not None else "none saved yet"
+            raise DivergenceError(
+                f"{', '.join(bad)} became {losses[bad[0]]} at step {done}; the last good "
+                f"checkpoint in {workdir / 'checkpoints'} is kept ({where})"
+            )
+        return losses
+
+    unchecked = None  # the last step's losses: checked while the next step runs, not before
     try:
         for step in range(start, total_steps):
             batch = parallel.place_batch(next(batches), mesh)
             state, metrics = train_step(state, batch)
-            metrics = to_host(metrics)
-            bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
-            if bad:
-                manager.wait_until_finished()
-                where = f"step {last_saved}" if last_saved is not None else "none saved yet"
-                raise DivergenceError(
-                    f"{', '.join(bad)} became {metrics[bad[0]]} at step {step + 1}; the last "
-                    f"good checkpoint in {workdir / 'checkpoints'} is kept ({where})"
-                )
             done = step + 1
+            if unchecked is not None:
+                checked(*unchecked)
+            unchecked = (done, metrics)
             images_seen += config.train.batch_size
             epoch_end = done % steps_per_epoch == 0
-            if done % config.train.log_every == 0 or done == total_steps:
+            log_due = done % config.train.log_every == 0 or done == total_steps
+            save_due = done % config.train.checkpoint_every == 0 or epoch_end or done == total_steps
+            if log_due or save_due:  # checked now: nothing diverged is logged or saved
+                losses, unchecked = checked(done, metrics), None
+            if log_due:
                 rate = images_seen / (time.perf_counter() - t0)
                 epoch = step // steps_per_epoch + 1
-                record = {
-                    "step": done,
-                    "epoch": epoch,
-                    "images_per_s": rate,
-                    **{k: float(v) for k, v in metrics.items()},
-                }
+                record = {"step": done, "epoch": epoch, "images_per_s": rate, **losses}
                 log.write(record)
                 bar.set_postfix(
                     G=f"{record['loss_G']:.3f}", D=f"{record['loss_D']:.3f}", ips=f"{rate:.2f}"
@@ -341,7 +349,7 @@ def _train(
                 if is_main:
                     grid = workdir / "samples" / f"step_{done:07d}.png"
                     save_sample_grid(real_fake_rec, grid)
-            if done % config.train.checkpoint_every == 0 or epoch_end or done == total_steps:
+            if save_due:
                 manager.save(done, args=ocp.args.StandardSave(state))
                 last_saved = done
             bar.update(1)

@@ -156,6 +156,31 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(folders,
     assert f"step {step}" in err
 
 
+def test_nan_loss_found_a_step_late_is_neither_logged_nor_saved(folders, tmp_path, capsys):
+    """Losses of steps that neither log nor save are checked while the next step runs; a
+    divergence found that way still stops the run, and no checkpoint holds it."""
+    args = _args(
+        folders,
+        tmp_path,
+        "--config.optim.lr=1e30",
+        "--config.train.log_every=1000",
+        "--config.train.checkpoint_every=1000",
+        "--config.optim.n_epochs=5",
+        "--config.optim.n_epochs_decay=0",
+    )
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "became" in err and "last good checkpoint" in err
+    with ocp.CheckpointManager(tmp_path / "checkpoints") as manager:
+        for step in manager.all_steps():
+            state = manager.restore(step, args=ocp.args.StandardRestore())
+            assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["gen_params"]))
+    assert not (tmp_path / "metrics.jsonl").exists() or all(
+        all(np.isfinite(v) for k, v in json.loads(line).items() if k.startswith("loss"))
+        for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+    )
+
+
 def test_unknown_override_is_an_error(folders, tmp_path, capsys):
     assert main(_args(folders, tmp_path, "--config.model.ngff=8")) == 1
     assert "no field 'model.ngff'" in capsys.readouterr().err
