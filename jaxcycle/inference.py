@@ -63,6 +63,15 @@ def generator_fn(arch: Architecture, variables: dict) -> Callable[[np.ndarray], 
     return lambda x: np.asarray(apply(variables, jnp.asarray(x)))
 
 
+def resize_to(images: np.ndarray, size: int | None) -> np.ndarray:
+    """NHWC images at size x size by the training resize (`Augment.resize_only`: bicubic,
+    clipped to [-1, 1]); None keeps them as they are."""
+    if size is None:
+        return np.asarray(images, dtype=np.float32)
+    resize = Augment.resize_only(size)
+    return np.stack([resize(image, None) for image in images])
+
+
 @dataclass(frozen=True)
 class Translator:
     """A generator that fits any stored images (see the module docstring).
@@ -82,10 +91,7 @@ class Translator:
 
     def resize(self, images: np.ndarray) -> np.ndarray:
         """NHWC images at the working size, by the training resize (no channel change)."""
-        if self.size is None:
-            return np.asarray(images, dtype=np.float32)
-        resize = Augment.resize_only(self.size)
-        return np.stack([resize(image, None) for image in images])
+        return resize_to(images, self.size)
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """NHWC images as the generator sees them: channels matched, at the working size."""

@@ -66,9 +66,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxcycle import evaluate, pretrained
-from jaxcycle.data.augment import Augment
 from jaxcycle.data.store import Dataset
-from jaxcycle.inference import Translator, run_translators
+from jaxcycle.inference import Translator, resize_to, run_translators
 from jaxcycle.train import networks_from_config, to_host, train
 
 DIRECTIONS = (
@@ -374,9 +373,8 @@ def write_figures(config: ml_collections.ConfigDict, outcomes: dict[str, Any], w
     mr, ct = Dataset.open(config.data.dataset).paired_sources("test")
     k = min(config.study.figure_slices, len(mr))
     idx = list(range(k))
-    resize = Augment.resize_only(config.data.crop_size)
-    mr_images = np.stack([resize(x, None) for x in mr.read(idx)])
-    ct_images = np.stack([resize(x, None) for x in ct.read(idx)])
+    mr_images = resize_to(mr.read(idx), config.data.crop_size)  # as the rows' outputs are
+    ct_images = resize_to(ct.read(idx), config.data.crop_size)
     ct_maps = [ct.intensity(i) for i in idx]
     for window_name, (level, width) in config.study.display.items():
         window = display_window(level, width)
