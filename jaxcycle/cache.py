@@ -6,9 +6,10 @@ programs.
 
 With the compilation cache on, a second start of the same configuration (a resumed run, the
 next study row with the same networks, `translate` on the same shapes) finds its compiled
-programs there. `jaxcycle` turns it on for every command; `JAXCYCLE_COMPILATION_CACHE=0` turns
-it off. On XLA:CPU (jax 0.10.2) the train step hits the cache but loads no faster than it
-compiles (`benchmarks/results/startup_cpu.md`); accelerators load executables as compiled.
+programs there. `jaxcycle` turns it on for the commands that compile networks;
+`JAXCYCLE_COMPILATION_CACHE=0` turns it off. On XLA:CPU (jax 0.10.2) the train step hits the
+cache but loads no faster than it compiles (`benchmarks/results/startup_cpu.md`); on GPU and
+TPU it is not yet measured.
 """
 
 from __future__ import annotations

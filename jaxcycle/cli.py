@@ -173,6 +173,10 @@ def _add_range(parser: argparse.ArgumentParser, flag: str, **kwargs: object) -> 
     parser.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), **kwargs)
 
 
+# The commands that compile networks, and so use the persistent compilation cache.
+COMPILING_COMMANDS = ("translate", "train", "evaluate", "study", "demo", "bench")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `jaxcycle` command."""
     parser = argparse.ArgumentParser(
@@ -460,9 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = _split_overrides(parser, extra)
-    from jaxcycle.cache import enable_compilation_cache
+    if args.command in COMPILING_COMMANDS:
+        from jaxcycle.cache import enable_compilation_cache
 
-    enable_compilation_cache()
+        enable_compilation_cache()
     if args.command == "pretrained" and args.action == "download" and not args.names:
         parser.error("pretrained download: name at least one model (see 'pretrained list')")
     try:
