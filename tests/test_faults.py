@@ -299,3 +299,19 @@ def test_nifti_header_claiming_a_huge_volume(tmp_path, capsys):
     assert main(["translate", "--checkpoint", str(tmp_path / "none"), "--output",
                  str(tmp_path / "out"), "--output-modality", "ct", str(bomb)]) == 1  # fmt: skip
     assert f"{bomb}: header claims" in _error(capsys)
+
+
+def test_a_bad_training_image_is_named_when_the_sources_are_made(tmp_path, image_folders):
+    """A file named .png that is not an image stops `train` while its sources are made, before
+    the networks are built or compiled."""
+    from jaxcycle.config import load_config
+    from jaxcycle.train import training_sources
+
+    bad = image_folders / "b" / "zz_notes.png"
+    bad.write_text("not an image")
+    config = load_config(
+        ROOT / "configs" / "cyclegan.py",
+        [f"data.train_a={image_folders / 'a'}", f"data.train_b={image_folders / 'b'}"],
+    )
+    with pytest.raises(ImageError, match=f"{bad}: not an image file"):
+        training_sources(config)

@@ -7,8 +7,9 @@ requested bit depth (the reference truncates, which biases every image down by h
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +35,10 @@ class LoadedImage:
 MAX_PIXELS = 8192 * 8192  # far beyond any scanner's slice; a header claiming more is refused
 
 
-def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Reads an 8- or 16-bit, grey or RGB(A) image file; alpha is dropped. Images of more than
-    MAX_PIXELS pixels are refused from their header, before their data are decoded."""
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """The image file opened (its header read, no pixels decoded yet) and its size checked;
+    PIL's errors, here or in the caller's block, as ImageError naming the file."""
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -46,21 +47,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
                     f"{path}: {width} x {height} pixels, more than the {MAX_PIXELS:,} an image "
                     "may have (a corrupt header or a decompression bomb?)"
                 )
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                array, bits = np.asarray(im, dtype=np.uint16), 16
-            elif mode == "I":  # 32-bit int container, as PIL opens most 16-bit PNGs
-                array, bits = np.asarray(im), 16
-                if array.min() < 0 or array.max() > 65535:
-                    raise ImageError(f"{path}: 32-bit integer pixels are not supported")
-            elif mode in ("L", "RGB"):
-                array, bits = np.asarray(im), 8
-            elif mode in ("LA", "RGBA", "P", "1", "CMYK", "YCbCr", "LAB", "HSV"):
-                target = "L" if mode in ("LA", "1") else "RGB"
-                array, bits = np.asarray(im.convert(target)), 8
-            else:
-                raise ImageError(f"{path}: unsupported image mode {mode!r}")
+            yield im
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
@@ -69,6 +56,35 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: refused, {e}") from None
     except (OSError, SyntaxError) as e:  # truncated or corrupt data
         raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
+
+
+def check_image(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone: cheap, for checking a folder
+    before any work; ImageError naming the file if it is not an image read_image can open."""
+    with _opened(Path(path)) as im:
+        return im.size
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Reads an 8- or 16-bit, grey or RGB(A) image file; alpha is dropped. Images of more than
+    MAX_PIXELS pixels are refused from their header, before their data are decoded."""
+    path = Path(path)
+    with _opened(path) as im:
+        im.load()
+        mode = im.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+            array, bits = np.asarray(im, dtype=np.uint16), 16
+        elif mode == "I":  # 32-bit int container, as PIL opens most 16-bit PNGs
+            array, bits = np.asarray(im), 16
+            if array.min() < 0 or array.max() > 65535:
+                raise ImageError(f"{path}: 32-bit integer pixels are not supported")
+        elif mode in ("L", "RGB"):
+            array, bits = np.asarray(im), 8
+        elif mode in ("LA", "RGBA", "P", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+            target = "L" if mode in ("LA", "1") else "RGB"
+            array, bits = np.asarray(im.convert(target)), 8
+        else:
+            raise ImageError(f"{path}: unsupported image mode {mode!r}")
     grey = array.ndim == 2
     if grey:
         array = array[..., None]

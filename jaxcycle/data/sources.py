@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from jaxcycle.data.images import IMAGE_SUFFIXES, match_channels, read_image
+from jaxcycle.data.images import IMAGE_SUFFIXES, check_image, match_channels, read_image
 from jaxcycle.data.volume import DataError
 
 
@@ -77,13 +77,17 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 class ImageFolderSource:
     """The image files of a folder (e.g. the reference project's trainA/), in sorted order.
 
-    All images must share one size and channel count (checked as they are read, naming the
-    file); for folders of mixed sizes, ingest them with `--size` instead.
+    Every file's header is checked when the source is made (an unreadable or oversized file is
+    named before training compiles anything); all images must share one size and channel
+    count (checked as they are read, naming the file); for folders of mixed sizes, ingest them
+    with `--size` instead.
     """
 
     def __init__(self, folder: str | os.PathLike, *, files: Sequence[Path] | None = None):
         self.folder = Path(folder)
         self.files = list(files) if files is not None else list_images(folder)
+        for path in self.files:  # every header, before any work: a bad file is named at once
+            check_image(path)
         self._shape: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
