@@ -94,11 +94,11 @@ RANDOM = "random"
 CAVEAT = """\
 The paper's numbers are not on our scale. They were computed on its own data (367 paired
 slices of 18 patients) exported as 8-bit PNG at 256 x 256 with a display window it does not
-state, and it does not state UQI's window (its values fit one global window, not Wang &
-Bovik's 8 x 8 sliding windows). Ours are on this dataset's test split, CT mapped to [0, 1]
-through the stored HU window, UQI over 8 x 8 sliding windows, VIF in the pixel domain on
-[0, 255] (`jaxcycle.metrics`). Compare rows within one table; set beside the paper's rows,
-compare rankings, not values.
+state, and it does not state UQI's window either (computed over the whole image, UQI gives
+other values than over Wang & Bovik's 8 x 8 sliding windows). Ours are on this dataset's test
+split, CT mapped to [0, 1] through the stored HU window, UQI over 8 x 8 sliding windows, VIF
+in the pixel domain on [0, 255] (`jaxcycle.metrics`). Compare rows within one table; set
+beside the paper's rows, compare rankings, not values.
 """
 
 
