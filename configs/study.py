@@ -1,7 +1,7 @@
 """The paper's study: Algorithm 1 (configs/transfer.py) for each of the 18 published
 generators, literally and in variants that start as the pretrained generator, beside the same
 variants from random weights (a random frozen trunk; CycleGAN from scratch): see
-`jaxcycle.study`.
+`jaxcycle.paper.study`.
 
     jaxcycle study --config configs/study.py --workdir runs/study --config.data.dataset=ds
 """
@@ -16,7 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
     c = transfer.get_config()
     c.study = ml_collections.ConfigDict()
     c.study.models = tuple(pretrained.REGISTRY)  # all 18
-    # How each model is fine-tuned (jaxcycle.study.VARIANTS): paper, residual, decoder, finetune.
+    # How each model is fine-tuned (jaxcycle.paper.study.VARIANTS):
+    # paper, residual, decoder, finetune.
     c.study.variants = ("paper", "residual", "finetune")
     c.study.controls = ("residual", "finetune")  # variants also run from random weights
     c.study.lambda_cycle = 10.0  # lambda of rows without a published category

@@ -132,7 +132,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _study(args: argparse.Namespace) -> None:
     from jaxcycle.config import load_config
-    from jaxcycle.study import run_study
+    from jaxcycle.paper.study import run_study
 
     config = load_config(args.config, args.overrides)
     outcomes = run_study(config, args.workdir, progress=not args.quiet)
@@ -140,7 +140,7 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _report_study(workdir: Path, outcomes: dict) -> None:
-    from jaxcycle.study import key_numbers
+    from jaxcycle.paper.study import key_numbers
 
     skipped = [n for n, o in outcomes.items() if "skipped" in o]
     done = [n for n in outcomes if n not in skipped]
@@ -160,7 +160,7 @@ def _report_study(workdir: Path, outcomes: dict) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from jaxcycle.demo import DemoScale, run_demo
+    from jaxcycle.paper.demo import DemoScale, run_demo
 
     outcomes = run_demo(
         args.workdir, DemoScale(epochs=args.epochs), offline=args.offline, progress=not args.quiet
@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_data(sub)
 
-    from jaxcycle.reader_study import register as register_reader_study
+    from jaxcycle.paper.reader_study import register as register_reader_study
 
     register_reader_study(sub)
     return parser

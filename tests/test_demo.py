@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxcycle.demo import PHOTOS, TEXTURES, DemoScale, run_demo
+from jaxcycle.paper.demo import PHOTOS, TEXTURES, DemoScale, run_demo
 
 TINY = DemoScale(subjects=4, size=48, slices=2, epochs=1, generic_steps=2, width=8, blocks=1)
 ROWS = (
@@ -61,7 +61,7 @@ def test_imported_generic_weights_equal_the_trained_ones(demo):
 
 def test_key_numbers_are_the_tables(demo):
     """The numbers the demo prints at the end are the tables' SSIM means, best first."""
-    from jaxcycle.study import key_numbers
+    from jaxcycle.paper.study import key_numbers
 
     workdir, outcomes = demo
     again = run_demo(workdir, TINY, offline=True, progress=False)  # resumes, trains nothing

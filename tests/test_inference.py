@@ -19,7 +19,7 @@ from jaxcycle.data.ingest import IngestOptions, ingest
 from jaxcycle.data.phantom import write_phantom
 from jaxcycle.data.store import Dataset
 from jaxcycle.inference import Translator, load_run
-from jaxcycle.study import run_study
+from jaxcycle.paper.study import run_study
 
 ROOT = Path(__file__).parents[1]
 STORED, CROP = 64, 48

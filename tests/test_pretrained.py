@@ -2,7 +2,6 @@
 
 import http.server
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +25,9 @@ PAPER_LAMBDAS = {
 
 
 def test_registry_holds_the_papers_eighteen_models():
-    table = Path(__file__).parents[1] / "jaxcycle" / "resources" / "paper_tables_iii_iv.csv"
+    from jaxcycle.paper.study import PAPER_TABLES
+
+    table = PAPER_TABLES
     names = {line.split(",")[1] for line in table.read_text().splitlines()[1:]}
     assert set(pretrained.REGISTRY) == names and len(names) == 18
     for name, lam in PAPER_LAMBDAS.items():

@@ -21,8 +21,8 @@ import pytest
 import scipy.stats
 from PIL import Image, PngImagePlugin
 
-from jaxcycle import reader_study as rs
 from jaxcycle.data.images import image_files
+from jaxcycle.paper import reader_study as rs
 
 # ---------------------------------------------------------------------------------------------
 # Agreement by hand

@@ -14,7 +14,7 @@ from jaxcycle.architecture import Architecture
 from jaxcycle.config import load_config
 from jaxcycle.data.ingest import IngestOptions, ingest
 from jaxcycle.data.phantom import write_phantom
-from jaxcycle.study import run_study
+from jaxcycle.paper.study import run_study
 
 torch = pytest.importorskip("torch")
 from benchmarks import torch_reference as ref  # noqa: E402
@@ -154,7 +154,7 @@ def test_figures_and_latent_scores(study):
 def test_ct_display_windows():
     """A brain window (level 40, width 80) shows 0..80 HU as black to white."""
     from jaxcycle.data.intensity import ct_window
-    from jaxcycle.study import display_window, for_display
+    from jaxcycle.paper.study import display_window, for_display
 
     hu_map = ct_window(-1024.0, 3071.0)
     hu = np.array([[-1000.0, 0.0, 20.0, 40.0, 80.0, 1000.0]])

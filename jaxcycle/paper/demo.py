@@ -6,7 +6,7 @@
    a small generic CycleGAN is trained on natural photographs that scikit-image ships
    (colour photos <-> grey textures), its two generators exported in the reference `.pth`
    format and imported back through the converter: the same path a published file takes.
-3. The study (`jaxcycle.study`): the generic generator fine-tuned in the study's variants
+3. The study (`jaxcycle.paper.study`): the generic generator fine-tuned in the study's variants
    (the paper's adapter; a residual adapter that starts as the pretrained generator; full
    fine-tuning) beside the same variants from random weights, scored in both directions,
    with tables, figures and the key numbers printed at the end.
@@ -129,7 +129,7 @@ def run_demo(
     progress: bool = True,
 ) -> dict:
     """Runs the whole demo in `workdir` (resumable); returns the study's outcomes."""
-    from jaxcycle.study import run_study
+    from jaxcycle.paper.study import run_study
 
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
