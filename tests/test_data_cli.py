@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from jaxcycle.data.cli import register
+from jaxcycle.cli.data import register
 from jaxcycle.data.store import Dataset
 
 

@@ -21,6 +21,7 @@ import pytest
 import scipy.stats
 from PIL import Image, PngImagePlugin
 
+from jaxcycle.cli import reader_study as reader_study_cli
 from jaxcycle.data.images import image_files
 from jaxcycle.paper import reader_study as rs
 
@@ -379,7 +380,7 @@ def test_make_kit_explicit_pairs(tmp_path, inputs):
 
 def _cli(argv):
     parser = argparse.ArgumentParser(prog="jaxcycle")
-    rs.register(parser.add_subparsers(dest="command", required=True))
+    reader_study_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from jaxcycle.cli.options import add_ct_window, add_mr_percentiles
 from jaxcycle.data.intensity import CT_WINDOW, MR_PERCENTILES
 from jaxcycle.data.splits import TRAIN_FRACTION
 
@@ -109,21 +110,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="regex searched in each file's path relative to its input folder; named groups "
         "patient (required), series, slice",
     )
-    p.add_argument(
-        "--ct-window",
-        nargs=2,
-        type=float,
-        default=list(CT_WINDOW),
-        metavar=("LO", "HI"),
-        help=f"CT window in HU mapped to [-1, 1] (default {CT_WINDOW[0]:g} {CT_WINDOW[1]:g})",
+    add_ct_window(
+        p, f"CT window in HU mapped to [-1, 1] (default {CT_WINDOW[0]:g} {CT_WINDOW[1]:g})"
     )
-    p.add_argument(
-        "--mr-percentiles",
-        nargs=2,
-        type=float,
-        default=list(MR_PERCENTILES),
-        metavar=("LO", "HI"),
-        help=f"per-volume MR percentiles mapped to [-1, 1] (default {MR_PERCENTILES[0]:g} "
+    add_mr_percentiles(
+        p,
+        f"per-volume MR percentiles mapped to [-1, 1] (default {MR_PERCENTILES[0]:g} "
         f"{MR_PERCENTILES[1]:g})",
     )
     p.add_argument("--size", type=int, help="pad each slice to a square and resize to N x N")
