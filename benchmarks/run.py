@@ -118,7 +118,10 @@ def jax_train_step(
     """Compile time, step times and memory of jaxcycle's train step on `devices` (default all
     local ones), global batch `batch`, as `jaxcycle.train` runs it."""
     nets = cyclegan.Networks.create(
-        generator, discriminator, generator.input_nc, generator.output_nc
+        generator,
+        discriminator,
+        channels_a=generator.input_nc,
+        channels_b=generator.output_nc,
     )
     tx = cyclegan.adam(cyclegan.learning_rate_schedule(2e-4, 100, 100, 1000))
     mesh = parallel.make_mesh(devices or jax.local_devices())

@@ -4,7 +4,10 @@ Every network of the reference project is an `nn.Sequential` (nested for the U-N
 state_dict names are layer indices. `layer_table(arch)` lists, for one architecture, which
 PyTorch layer becomes which Flax module; `LEAVES` says how each kind of layer's tensors map
 to Flax leaves. `infer_architecture` reads the architecture back from a state_dict's names
-and shapes.
+and shapes, as the fields of a `jaxcycle.architecture.Architecture`.
+
+This module knows PyTorch's names and jaxcycle's module paths but imports neither library;
+`jaxcycle.weights` applies the tables.
 """
 
 from __future__ import annotations
@@ -12,12 +15,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
-from jaxcycle.architecture import Architecture
-
 Path = tuple[str, ...]
+
+
+class Design(Protocol):
+    """What the tables read of an architecture (`jaxcycle.architecture.Architecture`)."""
+
+    kind: str  # 'resnet', 'unet', 'nlayer' or 'pixel'
+    norm: str  # 'instance', 'batch' or 'none'
+    padding: str  # residual blocks: 'reflect', 'replicate' or 'zero'
+    use_dropout: bool
+    n_blocks: int
+    num_downs: int
+    n_layers: int
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,7 @@ BATCHNORM_COUNTER = "num_batches_tracked"
 LEGACY_INSTANCE_NORM = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def layer_table(arch: Architecture) -> list[Layer]:
+def layer_table(arch: Design) -> list[Layer]:
     """The PyTorch -> Flax layer table of one architecture."""
     rows = {
         "resnet": _resnet_rows,
@@ -100,7 +114,7 @@ def _conv_norm(torch_conv: str, torch_norm: str, flax: str, kind: str = "conv") 
     return [Layer(torch_conv, (flax, "conv"), kind), Layer(torch_norm, (flax, "norm"), "norm")]
 
 
-def _resnet_rows(arch: Architecture) -> list[Layer]:
+def _resnet_rows(arch: Design) -> list[Layer]:
     # model: [pad, c7s1 conv, norm, relu] [d1 conv, norm, relu] [d2 ...] R1..Rn
     #        [u1 convT, norm, relu] [u2 ...] [pad, c7s1 conv, tanh]
     rows = _conv_norm("model.1", "model.2", "c7s1_in")
@@ -129,7 +143,7 @@ def unet_torch_prefix(level: int) -> str:
     return "model" + (".model.1" if level > 0 else "") + ".model.3" * max(0, level - 1)
 
 
-def _unet_rows(arch: Architecture) -> list[Layer]:
+def _unet_rows(arch: Design) -> list[Layer]:
     rows = []
     for level in range(arch.num_downs):
         t = unet_torch_prefix(level) + ".model"
@@ -152,7 +166,7 @@ def _unet_rows(arch: Architecture) -> list[Layer]:
     return rows
 
 
-def _nlayer_rows(arch: Architecture) -> list[Layer]:
+def _nlayer_rows(arch: Design) -> list[Layer]:
     # model: [C1 conv, lrelu] then per n: [conv, norm, lrelu] then [out conv]
     rows = [Layer("model.0", ("C1",), "conv")]
     for n in range(1, arch.n_layers + 1):
@@ -161,7 +175,7 @@ def _nlayer_rows(arch: Architecture) -> list[Layer]:
     return rows
 
 
-def _pixel_rows(arch: Architecture) -> list[Layer]:
+def _pixel_rows(arch: Design) -> list[Layer]:
     # net: [conv, lrelu, conv, norm, lrelu, conv]
     return [
         Layer("net.0", ("C1",), "conv"),
@@ -187,8 +201,9 @@ def _norm_kind(sd: Mapping[str, np.ndarray], first_conv: str, first_norm: str) -
     return "instance" if f"{first_conv}.bias" in sd else "none"
 
 
-def infer_architecture(sd: Mapping[str, np.ndarray]) -> Architecture:
-    """Reads the architecture from a reference state_dict's names and shapes.
+def infer_architecture(sd: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The architecture of a reference state_dict (without a 'module.' prefix), read from its
+    names and shapes: the fields of a `jaxcycle.architecture.Architecture`.
 
     Reflect and replicate padding store the same tensors: 'reflect' (the reference
     default) is assumed and can be overridden by the caller.
@@ -199,8 +214,8 @@ def infer_architecture(sd: Mapping[str, np.ndarray]) -> Architecture:
 
     if "net.0.weight" in sd:
         ndf, input_nc = shape("net.0.weight")[:2]
-        return Architecture(
-            "pixel", input_nc=input_nc, width=ndf, norm=_norm_kind(sd, "net.2", "net.3")
+        return dict(
+            kind="pixel", input_nc=input_nc, width=ndf, norm=_norm_kind(sd, "net.2", "net.3")
         )
     if "model.model.0.weight" in sd:
         ngf, input_nc = shape("model.model.0.weight")[:2]
@@ -213,8 +228,8 @@ def infer_architecture(sd: Mapping[str, np.ndarray]) -> Architecture:
                 "an output layer 'model.model.3'"
             )
         norm = _norm_kind(sd, "model.model.0", f"{unet_torch_prefix(1)}.model.2")
-        return Architecture(
-            "unet",
+        return dict(
+            kind="unet",
             input_nc=input_nc,
             output_nc=shape("model.model.3.weight")[1],
             width=ngf,
@@ -238,8 +253,8 @@ def infer_architecture(sd: Mapping[str, np.ndarray]) -> Architecture:
         out = f"model.{n_blocks + 17}.weight"
         if out not in sd:
             raise ArchitectureError(f"no output layer '{out}' for {n_blocks} residual blocks")
-        return Architecture(
-            "resnet",
+        return dict(
+            kind="resnet",
             input_nc=input_nc,
             output_nc=shape(out)[0],
             width=ngf,
@@ -258,8 +273,8 @@ def infer_architecture(sd: Mapping[str, np.ndarray]) -> Architecture:
         n_layers = (convs[-1] - 2) // 3
         if n_layers < 1:
             raise ArchitectureError("a PatchGAN discriminator needs at least one Ck layer")
-        return Architecture(
-            "nlayer",
+        return dict(
+            kind="nlayer",
             input_nc=input_nc,
             width=ndf,
             norm=_norm_kind(sd, "model.2", "model.3"),

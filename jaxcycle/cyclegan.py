@@ -69,12 +69,14 @@ class Networks:
         cls,
         generator: Architecture,
         discriminator: Architecture,
-        nc_a: int,
-        nc_b: int,
+        *,
+        channels_a: int,
+        channels_b: int,
         init: Init | None = None,
     ) -> Networks:
-        """Both directions from one generator and one discriminator design; `init` draws
-        fresh weights (default: the reference's normal(0, 0.02))."""
+        """Both directions from one generator and one discriminator design, for images of
+        `channels_a` and `channels_b` channels; `init` draws fresh weights (default: the
+        reference's normal(0, 0.02))."""
         for arch in (generator, discriminator):
             if arch.norm == "batch":
                 raise ValueError(
@@ -86,11 +88,46 @@ class Networks:
             return Architecture.from_dict({**arch.to_dict(), **channels})
 
         return cls(
-            with_channels(generator, input_nc=nc_a, output_nc=nc_b),
-            with_channels(generator, input_nc=nc_b, output_nc=nc_a),
-            with_channels(discriminator, input_nc=nc_a),
-            with_channels(discriminator, input_nc=nc_b),
+            with_channels(generator, input_nc=channels_a, output_nc=channels_b),
+            with_channels(generator, input_nc=channels_b, output_nc=channels_a),
+            with_channels(discriminator, input_nc=channels_a),
+            with_channels(discriminator, input_nc=channels_b),
             init or Init(),
+        )
+
+    @classmethod
+    def from_config(cls, config: Any) -> Networks:
+        """The four networks a training config describes (`config.model`, the channel counts
+        of `config.data`): the one place a config becomes architectures."""
+        m = config.model
+        extra = {"n_blocks": m.n_blocks} if m.n_blocks >= 0 else {}
+        if m.adapter_widths:
+            extra.update(
+                adapter_widths=tuple(m.adapter_widths),
+                adapter_activation=m.adapter_activation,
+                adapter_residual=m.adapter_residual,
+                adapter_position=m.adapter_position,
+            )
+        generator = Architecture.preset(
+            m.generator,
+            width=m.ngf,
+            norm=m.norm,
+            use_dropout=m.use_dropout,
+            padding=m.padding,
+            **extra,
+        )
+        if m.discriminator == "n_layers":
+            discriminator = Architecture(
+                kind="nlayer", width=m.ndf, norm=m.norm, n_layers=m.n_layers_d
+            )
+        else:
+            discriminator = Architecture.preset(m.discriminator, width=m.ndf, norm=m.norm)
+        return cls.create(
+            generator,
+            discriminator,
+            channels_a=config.data.channels_a,
+            channels_b=config.data.channels_b,
+            init=Init(m.init, m.init_gain),
         )
 
     def modules(self) -> dict[str, nn.Module]:

@@ -29,7 +29,11 @@ import jax
 import numpy as np
 
 from jaxcycle import metrics
+from jaxcycle.data.dicom import is_dicom_file, load_series
+from jaxcycle.data.images import IMAGE_SUFFIXES, read_image, write_image
 from jaxcycle.data.intensity import CT_WINDOW
+from jaxcycle.data.nifti import is_nifti_file, load_nifti
+from jaxcycle.data.store import Dataset
 from jaxcycle.inference import Translator, load_run, load_translator, run_translators
 
 METRICS = ("psnr", "ssim", "uqi", "vif")
@@ -142,10 +146,6 @@ class ReadImage:
 
 def read_for_scoring(path: Path) -> list[tuple[str, ReadImage]]:
     """An image file (one image), DICOM file (one slice) or NIfTI volume (one per slice)."""
-    from jaxcycle.data.dicom import is_dicom_file, load_series
-    from jaxcycle.data.images import IMAGE_SUFFIXES, read_image
-    from jaxcycle.data.nifti import is_nifti_file, load_nifti
-
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = read_image(path)
         return [(path.name, ReadImage((image.pixels + 1) / 2, image.bits, None))]
@@ -392,8 +392,6 @@ def evaluate_dataset(
     Scores are of the unquantised outputs. Nothing is written if any of these files exists,
     unless `overwrite`. Returns the scores by direction ("A->B", "B->A").
     """
-    from jaxcycle.data.images import write_image
-
     if not generators:
         raise ValueError("no generator to evaluate")
     if batch_size < 1:
@@ -458,8 +456,6 @@ def evaluate_run(
     """Both directions of a trained run on a paired dataset split, at the run's crop size,
     written by `evaluate_dataset` to `output` (default WORKDIR/eval). Returns the scores by
     direction ('A->B', 'B->A')."""
-    from jaxcycle.data.store import Dataset
-
     config, networks, gen_params, step = load_run(workdir)
     data = Dataset.open(dataset or config.data.dataset)
     return evaluate_dataset(
@@ -489,8 +485,6 @@ def evaluate_params(
     fitted by `inference.Translator`) on a paired dataset split: `gen_ab` translates domain A
     into B, `gen_ba` B into A; either may be None (that direction is skipped). Written by
     `evaluate_dataset`."""
-    from jaxcycle.data.store import Dataset
-
     given = {n: d for n, d in (("gen_ab", gen_ab), ("gen_ba", gen_ba)) if d is not None}
     if not given:
         raise ValueError("give a generator for at least one direction (gen_ab or gen_ba)")

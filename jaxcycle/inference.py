@@ -21,6 +21,7 @@ inputs. Scores compare an output with its reference brought to the same working 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,9 +30,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from PIL import Image
 
+from jaxcycle import cyclegan, weights
 from jaxcycle.architecture import Architecture
 from jaxcycle.data.augment import Augment
 from jaxcycle.data.geometry import resize_plane
@@ -119,7 +123,7 @@ class Translator:
         )
 
 
-# --- Where generators come from: a params directory, or a training run's latest checkpoint.
+# --- Where generators come from: a training run's latest checkpoint, or a weights source.
 
 DIRECTIONS = ("ab", "ba")
 
@@ -132,13 +136,6 @@ def is_run_workdir(path: str | os.PathLike) -> bool:
 
 def load_run(workdir: str | os.PathLike):
     """A training run's (config, networks, latest generator params, step)."""
-    import json
-
-    import ml_collections
-    import orbax.checkpoint as ocp
-
-    from jaxcycle.train import networks_from_config
-
     workdir = Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.exists():
@@ -149,7 +146,7 @@ def load_run(workdir: str | os.PathLike):
         if step is None:
             raise FileNotFoundError(f"{workdir}: no checkpoint yet")
         state = manager.restore(step, args=ocp.args.StandardRestore())
-    return config, networks_from_config(config), state["gen_params"], step
+    return config, cyclegan.Networks.from_config(config), state["gen_params"], step
 
 
 def run_translators(
@@ -167,15 +164,14 @@ def run_translators(
 def load_translator(
     source: str | os.PathLike, direction: str = "ab", size: int | None = None
 ) -> Translator:
-    """A generator from a params directory (`jaxcycle convert`, `jaxcycle pretrained`; at
-    each input's size unless `size`) or a training run's workdir (its `direction` generator,
-    "ab" or "ba", at the run's crop size unless `size`; 0 keeps each input's size)."""
-    from jaxcycle import checkpoints
-
+    """A generator from a training run's workdir (its `direction` generator, "ab" or "ba",
+    at the run's crop size unless `size`; 0 keeps each input's size) or from anything
+    `weights.load_generator` reads: a params directory, a reference `.pth` file or a
+    published model's name (at each input's size unless `size`)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be ab or ba (got {direction!r})")
     if is_run_workdir(source):
         config, networks, gen_params, _ = load_run(source)
         return run_translators(config, networks, gen_params, size)[f"gen_{direction}"]
-    variables, arch, _ = checkpoints.load_params(source)
+    variables, arch = weights.load_generator(source)
     return Translator(arch, variables, size or None)

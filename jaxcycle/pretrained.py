@@ -2,13 +2,12 @@
 
 The reference project (pytorch-CycleGAN-and-pix2pix) publishes each as `NAME.pth`, the
 generator only: a ResNet with 9 blocks, ngf 64, instance norm, 3 -> 3 channels, saved in
-PyTorch's legacy format. `download(NAME)` fetches it (or takes a copy placed by hand in the
-cache), checks that it is such a generator, records its SHA-256 and converts it into a
-jaxcycle params directory in the cache:
+PyTorch's legacy format. `download(NAME)` fetches it into the cache (or takes a copy placed
+there by hand) and checks that it holds such a generator:
 
-    $JAXCYCLE_CACHE (default ~/.cache/jaxcycle)/pretrained/NAME.pth    the published file
-                                                          /NAME/        converted params
+    $JAXCYCLE_CACHE (default ~/.cache/jaxcycle)/pretrained/NAME.pth
 
+A published name is then read like any other `.pth` (`jaxcycle.weights.load_variables`).
 `$JAXCYCLE_PRETRAINED_URL` (or `base_url=`) replaces the published location, e.g. with a
 mirror; `{name}` in it is replaced by the model name.
 """
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from jaxcycle import checkpoints
+from converters import pth, tables
 from jaxcycle.architecture import Architecture
 from jaxcycle.cache import cache_root
 
@@ -95,13 +93,13 @@ def get(name: str) -> PretrainedModel:
 
 
 def cache_dir() -> Path:
-    """Where downloads and converted params are kept."""
+    """Where the downloaded `.pth` files are kept."""
     return cache_root() / "pretrained"
 
 
-def params_dir(name: str) -> Path:
-    """The converted params directory of a pretrained model (may not exist yet)."""
-    return cache_dir() / get(name).name
+def cached_file(name: str) -> Path:
+    """A pretrained model's `.pth` in the cache (may not exist yet)."""
+    return cache_dir() / f"{get(name).name}.pth"
 
 
 def url_for(name: str, base_url: str | None = None) -> str:
@@ -133,6 +131,20 @@ def _fetch(url: str, dst: Path, timeout: float, progress: bool) -> None:
         part.unlink(missing_ok=True)
 
 
+def _check_published(path: Path, model: PretrainedModel) -> None:
+    """Raises PretrainedError unless `path` holds the published architecture."""
+    try:
+        fields = tables.infer_architecture(tables.strip_module_prefix(pth.load_state_dict(path)))
+    except ValueError as e:
+        raise PretrainedError(f"{path} is not a usable {model.name} generator: {e}") from None
+    arch = Architecture(**fields)
+    if arch != PUBLISHED_ARCHITECTURE:
+        raise PretrainedError(
+            f"{path} holds a {arch.describe()}; the published {model.name} is a "
+            f"{PUBLISHED_ARCHITECTURE.describe()}"
+        )
+
+
 def download(
     name: str,
     base_url: str | None = None,
@@ -140,45 +152,31 @@ def download(
     progress: bool = True,
     force: bool = False,
 ) -> Path:
-    """Makes the converted params of a pretrained model available; returns their directory.
+    """Makes a pretrained model's `.pth` available in the cache; returns its path.
 
-    Uses, in order: the converted params in the cache; a `.pth` already in the cache (placed
-    there by hand, for machines without network); the download. The file must hold the
-    published architecture, or nothing is converted.
+    Uses the file already in the cache (downloaded before, or placed there by hand for
+    machines without network), else downloads it. The file must hold the published
+    architecture: a downloaded file that does not is removed again.
     """
-    from converters.convert import convert_pth  # the converter is only needed here
-
     model = get(name)
-    target = params_dir(name)
+    target = cached_file(name)
     if target.exists() and not force:
-        checkpoints.read_metadata(target)  # a clear error if the cache entry is broken
+        _check_published(target, model)
         return target
     cache_dir().mkdir(parents=True, exist_ok=True)
-    pth_file = cache_dir() / f"{model.name}.pth"
-    if not pth_file.exists() or force:
-        url = url_for(model.name, base_url)
-        try:
-            _fetch(url, pth_file, timeout, progress)
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise PretrainedError(
-                f"could not download {model.name} from {url} ({reason}). Without network, "
-                f"fetch {model.name}.pth on another machine and place it at {pth_file}, "
-                f"then run `jaxcycle pretrained download {model.name}` again"
-            ) from None
+    url = url_for(model.name, base_url)
     try:
-        path, arch = convert_pth(
-            pth_file,
-            target,
-            overwrite=True,
-            extra={"pretrained": {"name": model.name, "category": model.category}},
-        )
-    except ValueError as e:
-        raise PretrainedError(f"{pth_file} is not a usable {model.name} generator: {e}") from e
-    if arch != PUBLISHED_ARCHITECTURE:
-        shutil.rmtree(path)
+        _fetch(url, target, timeout, progress)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        reason = getattr(e, "reason", e)
         raise PretrainedError(
-            f"{pth_file} holds a {arch.describe()}; the published {model.name} is a "
-            f"{PUBLISHED_ARCHITECTURE.describe()}"
-        )
-    return path
+            f"could not download {model.name} from {url} ({reason}). Without network, "
+            f"fetch {model.name}.pth on another machine and place it at {target}, "
+            f"then run `jaxcycle pretrained download {model.name}` again"
+        ) from None
+    try:
+        _check_published(target, model)
+    except PretrainedError:
+        target.unlink()
+        raise
+    return target

@@ -31,46 +31,18 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from jaxcycle import cyclegan, locks, nets, parallel, transfer
-from jaxcycle.architecture import Architecture
+from jaxcycle import cyclegan, locks, parallel, transfer
+from jaxcycle.data.augment import Augment
+from jaxcycle.data.images import write_image
+from jaxcycle.data.loader import UnpairedLoader
+from jaxcycle.data.sources import ChannelMatched, ImageFolderSource
+from jaxcycle.data.store import Dataset
 
 LOCK_FILE = ".lock"  # held by the process training in the workdir (jaxcycle.locks)
 
 
 class DivergenceError(RuntimeError):
     """A loss became NaN or infinite."""
-
-
-def networks_from_config(config: ml_collections.ConfigDict) -> cyclegan.Networks:
-    """The four networks a config describes."""
-    m = config.model
-    extra = {"n_blocks": m.n_blocks} if m.n_blocks >= 0 else {}
-    if m.adapter_widths:
-        extra.update(
-            adapter_widths=tuple(m.adapter_widths),
-            adapter_activation=m.adapter_activation,
-            adapter_residual=m.adapter_residual,
-            adapter_position=m.adapter_position,
-        )
-    generator = Architecture.preset(
-        m.generator,
-        width=m.ngf,
-        norm=m.norm,
-        use_dropout=m.use_dropout,
-        padding=m.padding,
-        **extra,
-    )
-    if m.discriminator == "n_layers":
-        discriminator = Architecture("nlayer", width=m.ndf, norm=m.norm, n_layers=m.n_layers_d)
-    else:
-        discriminator = Architecture.preset(m.discriminator, width=m.ndf, norm=m.norm)
-    return cyclegan.Networks.create(
-        generator,
-        discriminator,
-        config.data.channels_a,
-        config.data.channels_b,
-        nets.Init(m.init, m.init_gain),
-    )
 
 
 def optimizers(
@@ -97,12 +69,8 @@ def optimizers(
 def training_sources(config: ml_collections.ConfigDict) -> tuple:
     """The A and B sources a config names: a dataset split, else two image folders; images
     matched to the configured channel counts."""
-    from jaxcycle.data.sources import ChannelMatched, ImageFolderSource
-
     d = config.data
     if d.dataset:
-        from jaxcycle.data.store import Dataset
-
         dataset = Dataset.open(d.dataset)
         sources = dataset.source("A", d.split), dataset.source("B", d.split)
     elif d.train_a and d.train_b:
@@ -114,9 +82,6 @@ def training_sources(config: ml_collections.ConfigDict) -> tuple:
 
 def make_loader(config: ml_collections.ConfigDict, global_batch: int):
     """The unpaired loader of this process's part of each global batch."""
-    from jaxcycle.data.augment import Augment
-    from jaxcycle.data.loader import UnpairedLoader
-
     d = config.data
     source_a, source_b = training_sources(config)
     return UnpairedLoader(
@@ -198,7 +163,6 @@ def make_sample_fn(nets: cyclegan.Networks) -> Callable:
 
 def save_sample_grid(rows: list[list[np.ndarray]], path: Path) -> None:
     """Writes rows of NHWC [-1, 1] images (first image of each) as one RGB PNG."""
-    from jaxcycle.data.images import write_image
 
     def rgb(x):
         x = np.asarray(x)[0]
@@ -249,7 +213,7 @@ def _train(
         total_steps = min(total_steps, config.train.max_steps)
 
     # --- Networks, objective and optimizers.
-    networks = networks_from_config(config)
+    networks = cyclegan.Networks.from_config(config)
     objective = cyclegan.Objective(**config.objective.to_dict())
     gen_tx, disc_tx = optimizers(config, steps_per_epoch, networks)
     if initial_params is None:

@@ -19,15 +19,16 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jaxcycle import pretrained, weights
 
 FREEZE_PRESETS: dict[str, tuple[str, ...]] = {
     # Only the new layers train (the paper).
@@ -157,35 +158,9 @@ def freeze_patterns(mode: str, extra: Iterable[str] = ()) -> list[str]:
     return [*FREEZE_PRESETS[mode], *extra]
 
 
-def load_generator_params(source: str | os.PathLike) -> tuple[Any, Any]:
-    """(params, architecture) of a generator from a params directory, a reference `.pth`
-    file (converted in memory) or a published model's name (downloaded and converted once)."""
-    from jaxcycle import checkpoints, pretrained
-
-    path = Path(source)
-    if path.suffix == ".pth" and path.is_file():
-        from converters import pth
-        from converters.convert import torch_to_flax
-
-        arch, variables = torch_to_flax(pth.load_state_dict(path), source=str(path))
-    elif path.is_dir():
-        variables, arch, _ = checkpoints.load_params(path)
-    elif str(source) in pretrained.REGISTRY:
-        variables, arch, _ = checkpoints.load_params(pretrained.download(str(source)))
-    else:
-        raise FileNotFoundError(
-            f"{source}: not a params directory, a .pth file or a published model name"
-        )
-    if not arch.is_generator:
-        raise ValueError(f"{source}: a {arch.describe()}, not a generator")
-    return variables["params"], arch
-
-
 def initial_generator_params(arch: Any, pretrained_params: Any, key: jax.Array) -> Any:
     """A generator of `arch` (perhaps with new adapter layers) initialised from pretrained
     params: channels adapted, new layers drawn fresh from `key`."""
-    import jax.numpy as jnp
-
     fresh = arch.build().init(key, jnp.zeros((1, 64, 64, arch.input_nc)))["params"]
     adapted = adapt_channels(pretrained_params, arch.input_nc, arch.output_nc)
     return merge_pretrained(fresh, adapted)
@@ -193,20 +168,19 @@ def initial_generator_params(arch: Any, pretrained_params: Any, key: jax.Array) 
 
 def transfer_params(config: Any, networks: Any) -> dict[str, Any] | None:
     """Initial generator params for a run whose config names a pretrained generator
-    (`transfer.pretrained` or `transfer.checkpoint`); None if it names none."""
-    from jaxcycle import pretrained
-
+    (`transfer.pretrained` or `transfer.checkpoint`: anything `weights.load_variables`
+    reads); None if it names none."""
     t = config.transfer
     source = t.checkpoint or t.pretrained
     if not source:
         return None
-    forward, _ = load_generator_params(source)
+    forward = weights.load_generator(source)[0]["params"]
     backward = forward
     if t.reverse:
         reverse = pretrained.get(t.pretrained).reverse if t.pretrained else None
         if reverse is None:
             raise ValueError(f"transfer.reverse: no published reverse of {source!r}")
-        backward, _ = load_generator_params(reverse)
+        backward = weights.load_generator(reverse)[0]["params"]
     key_ab, key_ba = jax.random.split(jax.random.PRNGKey(config.seed + 1))
     return {
         "gen_ab": initial_generator_params(networks.gen_ab, forward, key_ab),

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from jaxcycle.data.dicom import find_series, is_dicom_file, read_header
 from jaxcycle.data.images import IMAGE_SUFFIXES, read_image, write_image
+from jaxcycle.data.ingest import IngestOptions, volume_intensity
 from jaxcycle.data.intensity import (
     CT_WINDOW,
     MR_PERCENTILES,
@@ -41,6 +42,12 @@ from jaxcycle.data.intensity import (
 )
 from jaxcycle.data.nifti import NIFTI_SUFFIXES, is_nifti_file, nifti_ref
 from jaxcycle.data.volume import DataError, VolumeRef
+from jaxcycle.data.writers import (
+    series_geometry,
+    source_templates,
+    write_dicom_series,
+    write_nifti,
+)
 from jaxcycle.inference import Translator, load_translator
 
 OUTPUT_MODALITIES = ("ct", "mr")
@@ -196,13 +203,6 @@ def _translate_volume(
     overwrite: bool,
 ) -> Path:
     """Reads, translates and writes one volume; returns the NIfTI file or DICOM folder."""
-    from jaxcycle.data.ingest import IngestOptions, volume_intensity
-    from jaxcycle.data.writers import (
-        series_geometry,
-        source_templates,
-        write_dicom_series,
-        write_nifti,
-    )
 
     ref = job.ref
     volume = ref.load()

@@ -47,7 +47,7 @@ def main() -> None:
         )
     gen = Architecture("resnet", 3, 3, 8, "instance", n_blocks=1)
     disc = Architecture("nlayer", 3, width=8, norm="instance", n_layers=2)
-    nets = cyclegan.Networks.create(gen, disc, 3, 3)
+    nets = cyclegan.Networks.create(gen, disc, channels_a=3, channels_b=3)
     tx = cyclegan.adam(cyclegan.learning_rate_schedule(2e-4, 1, 1, steps_per_epoch=2))
     devices = jax.devices()[: args.use_devices] if args.use_devices else None
     mesh = parallel.make_mesh(devices)

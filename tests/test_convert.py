@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from converters import pth
-from converters.convert import abstract_variables, convert_pth, export_pth, torch_to_flax
 from converters.tables import ArchitectureError
 from jaxcycle import checkpoints
 from jaxcycle.architecture import Architecture
+from jaxcycle.weights import abstract_variables, convert_pth, export_pth, torch_to_flax
 
 torch = pytest.importorskip("torch")
 from benchmarks import torch_reference as ref  # noqa: E402

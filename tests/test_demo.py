@@ -46,8 +46,8 @@ def test_imported_generic_weights_equal_the_trained_ones(demo):
     import jax
 
     from converters import pth
-    from converters.convert import torch_to_flax
     from jaxcycle.inference import load_run
+    from jaxcycle.weights import torch_to_flax
 
     workdir, _ = demo
     exported = workdir / "generic" / "photo2texture_demo.pth"

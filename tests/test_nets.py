@@ -40,7 +40,7 @@ def test_init_scale_matches_torch(kind, transposed):
 def _step(gan_mode, compute_dtype):
     gen = Architecture("resnet", 3, 3, 8, "instance", n_blocks=1)
     disc = Architecture("nlayer", 3, width=8, norm="instance", n_layers=2)
-    networks = cyclegan.Networks.create(gen, disc, 3, 3)
+    networks = cyclegan.Networks.create(gen, disc, channels_a=3, channels_b=3)
     tx = cyclegan.adam(cyclegan.learning_rate_schedule(2e-4, 1, 1, 1))
     state = cyclegan.init_state(networks, tx, tx, (32, 32, 3), (32, 32, 3), 2, seed=0)
     step = jax.jit(
@@ -69,14 +69,13 @@ def test_wgangp_step_adds_a_finite_gradient_penalty():
 def test_config_init_reaches_the_networks():
     """`model.init` and `model.init_gain` of the config draw the fresh weights."""
     from configs.cyclegan import get_config
-    from jaxcycle.train import networks_from_config
 
     config = get_config()
     config.model.ngf, config.model.ndf, config.model.n_blocks = 8, 8, 1
     stds = {}
     for gain in (0.02, 0.5):
         config.model.init, config.model.init_gain = "normal", gain
-        nets_ = networks_from_config(config)
+        nets_ = cyclegan.Networks.from_config(config)
         params = nets_.disc_a.build(nets_.init).init(
             jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))
         )
@@ -85,4 +84,4 @@ def test_config_init_reaches_the_networks():
     assert stds[0.5] == pytest.approx(0.5, rel=0.1)
     config.model.init = "uniform"
     with pytest.raises(ValueError, match="unknown init 'uniform'"):
-        networks_from_config(config)
+        cyclegan.Networks.from_config(config)

@@ -3,10 +3,11 @@
 import http.server
 import threading
 
+import jax
 import numpy as np
 import pytest
 
-from jaxcycle import checkpoints, pretrained
+from jaxcycle import pretrained, weights
 from jaxcycle.architecture import Architecture
 
 torch = pytest.importorskip("torch")
@@ -93,15 +94,14 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "pretrained"
 
 
-def test_download_verifies_converts_and_caches(published, cache):
+def test_download_verifies_and_caches_then_the_name_loads_as_any_pth(published, cache):
     model, server = published
     server.requests.clear()
     path = pretrained.download("horse2zebra", base_url=server.url + "/m", progress=False)
-    assert path == cache / "horse2zebra"
-    variables, arch, meta = checkpoints.load_params(path)
+    assert path == cache / "horse2zebra.pth" == pretrained.cached_file("horse2zebra")
+    # The name is now a source of weights like the file itself (no network: it is cached).
+    variables, arch = weights.load_generator("horse2zebra")
     assert arch == pretrained.PUBLISHED_ARCHITECTURE
-    assert meta["pretrained"]["name"] == "horse2zebra"
-    assert len(meta["source"]["sha256"]) == 64
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy().transpose(0, 2, 3, 1)
@@ -112,10 +112,27 @@ def test_download_verifies_converts_and_caches(published, cache):
     assert server.requests == ["/m/horse2zebra.pth"]
 
 
+def test_every_source_of_weights_takes_one_route(published, cache, tmp_path):
+    """A published name, its .pth file and a params directory converted from it give the
+    same variables; anything else is refused with the source named."""
+    _, server = published
+    path = pretrained.download("horse2zebra", base_url=server.url + "/m", progress=False)
+    params_dir, _ = weights.convert_pth(path, tmp_path / "params")
+    loaded = [weights.load_variables(s) for s in ("horse2zebra", path, params_dir)]
+    for variables, arch in loaded[1:]:
+        assert arch == loaded[0][1]
+        for got, want in zip(
+            jax.tree.leaves(variables), jax.tree.leaves(loaded[0][0]), strict=True
+        ):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(FileNotFoundError, match="horse2cat: not a params directory, a .pth"):
+        weights.load_variables("horse2cat")
+
+
 def test_url_template_from_environment(published, cache, monkeypatch):
     _, server = published
     monkeypatch.setenv("JAXCYCLE_PRETRAINED_URL", server.url + "/m/{name}.pth")
-    assert pretrained.download("horse2zebra", progress=False).is_dir()
+    assert pretrained.download("horse2zebra", progress=False).is_file()
 
 
 def test_offline_fails_fast_and_says_where_to_place_the_file(cache):
@@ -132,14 +149,15 @@ def test_file_placed_by_hand_is_used_without_network(published, cache):
     cache.mkdir(parents=True)
     torch.save(model.state_dict(), cache / "style_monet.pth", _use_new_zipfile_serialization=False)
     path = pretrained.download("style_monet", base_url="http://127.0.0.1:9", progress=False)
-    assert checkpoints.read_metadata(path)["architecture"]["width"] == 64
+    assert path == cache / "style_monet.pth"
+    assert weights.load_generator("style_monet")[1].width == 64
 
 
 def test_wrong_architecture_is_refused(published, cache):
     _, server = published
     with pytest.raises(pretrained.PretrainedError, match="the published zebra2horse is a"):
         pretrained.download("zebra2horse", base_url=server.url + "/m", progress=False)
-    assert not (cache / "zebra2horse").exists()
+    assert not (cache / "zebra2horse.pth").exists()
 
 
 def test_download_cut_short_leaves_nothing(published, cache):

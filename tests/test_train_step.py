@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from converters.convert import flax_to_torch, torch_to_flax
 from converters.tables import layer_table
 from jaxcycle import cyclegan, losses, pool
 from jaxcycle.architecture import Architecture
+from jaxcycle.weights import flax_to_torch, torch_to_flax
 
 torch = pytest.importorskip("torch")
 from benchmarks import torch_reference as ref  # noqa: E402
@@ -67,7 +67,7 @@ def test_two_steps_match_reference_iterations(gan_mode, lambda_identity):
         for batch in batches
     ]
 
-    nets = cyclegan.Networks.create(GEN, DISC, 3, 3)
+    nets = cyclegan.Networks.create(GEN, DISC, channels_a=3, channels_b=3)
     objective = cyclegan.Objective(gan_mode, lambda_identity=lambda_identity)
     tx = _constant_adam()
     with jax.enable_x64(True):

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from converters.convert import abstract_variables
 from jaxcycle import transfer
 from jaxcycle.architecture import Architecture
+from jaxcycle.weights import abstract_variables
 
 RGB = Architecture("resnet", 3, 3, 8, "instance", n_blocks=2)
 

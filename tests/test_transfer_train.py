@@ -9,11 +9,11 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from converters.convert import torch_to_flax
 from jaxcycle import transfer
 from jaxcycle.architecture import Architecture
 from jaxcycle.cli import main
 from jaxcycle.inference import load_run
+from jaxcycle.weights import torch_to_flax
 
 torch = pytest.importorskip("torch")
 from benchmarks import torch_reference as ref  # noqa: E402

@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a trained run or converted generators on a paired dataset's test split",
         description="Translate the test split of a paired dataset with a run's latest "
-        "generators (--workdir, both directions) or with params directories from 'jaxcycle "
-        "convert' or 'jaxcycle pretrained' (--gen-ab for A->B, --gen-ba for B->A; grey data "
+        "generators (--workdir, both directions) or with generator weights: params "
+        "directories, reference .pth files or published model names (--gen-ab for A->B, "
+        "--gen-ba for B->A; grey data "
         "are replicated into 3-channel generators and the outputs averaged back; a run's "
         "generators work at its crop size, and the references are resized to it) and score the "
         "results (PSNR, SSIM, UQI, VIF; MAE/RMSE in HU for CT). Writes the translated images "
@@ -46,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and a summary table (Markdown and CSV); never over existing files without --overwrite.",
     )
     p.add_argument("--workdir", help="the training run")
-    p.add_argument("--gen-ab", metavar="PARAMS", help="params directory translating A into B")
-    p.add_argument("--gen-ba", metavar="PARAMS", help="params directory translating B into A")
+    p.add_argument("--gen-ab", metavar="WEIGHTS", help="generator translating A into B")
+    p.add_argument("--gen-ba", metavar="WEIGHTS", help="generator translating B into A")
     p.add_argument(
         "--dataset", help="paired dataset (default with --workdir: the run's data.dataset)"
     )

@@ -34,9 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretrained",
         help="list or download the 18 published generators",
         description="The generic pretrained generators of the reference project. 'download' "
-        "fetches, verifies and converts them into the cache ($JAXCYCLE_CACHE, default "
-        "~/.cache/jaxcycle); without network, place NAME.pth in the cache's pretrained/ "
-        "folder by hand and run 'download' again.",
+        "fetches them into the cache ($JAXCYCLE_CACHE, default ~/.cache/jaxcycle) and checks "
+        "that each holds the published generator; without network, place NAME.pth in the "
+        "cache's pretrained/ folder by hand and run 'download' again. A downloaded name is "
+        "then a source of weights wherever one is taken (translate --checkpoint, evaluate "
+        "--gen-ab/--gen-ba, transfer.pretrained).",
     )
     p.add_argument("action", choices=("list", "download"))
     p.add_argument("names", nargs="*", help="model names, for 'download'")
@@ -46,6 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "$JAXCYCLE_PRETRAINED_URL); '{name}' is replaced by the model name",
     )
     p.add_argument("--timeout", type=float, default=20.0, help="network timeout, seconds")
-    p.add_argument("--force", action="store_true", help="download and convert again")
+    p.add_argument("--force", action="store_true", help="download again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrained)

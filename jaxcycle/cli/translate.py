@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "translate",
         help="run a generator over image files, NIfTI volumes or DICOM series",
         description="Translate PNG/JPEG/TIFF images (grey or RGB, 8- or 16-bit), NIfTI volumes "
-        "(.nii, .nii.gz) and DICOM files or series folders with a generator's params "
-        "directory or a training run. Outputs keep the input names and sizes; grey inputs give "
+        "(.nii, .nii.gz) and DICOM files or series folders with a generator (a params "
+        "directory, a reference .pth file or a published model's name) or a training run. "
+        "Outputs keep the input names and sizes; grey inputs give "
         "grey outputs of the same bit depth. Volumes are translated slice by slice from the "
         "other modality into --output-modality and written in their own format: NIfTI with "
         "the source's affine and header, DICOM as a new series marked synthetic.",
@@ -51,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint",
         required=True,
-        help="params directory of a generator, or a training run's workdir (its latest "
-        "checkpoint; see --direction)",
+        help="a generator's params directory, reference .pth file or published model name, "
+        "or a training run's workdir (its latest checkpoint; see --direction)",
     )
     p.add_argument(
         "--direction",
@@ -64,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--size",
         type=int,
         help="working size: inputs are resized to SIZE x SIZE for the generator and the "
-        "outputs back to the input's size (default: a run's crop size; a params directory "
+        "outputs back to the input's size (default: a run's crop size; any other generator "
         "works at each input's own size; 0: each input's own size)",
     )
     p.add_argument("--output", required=True, help="directory for the translated outputs")

@@ -17,6 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from pydicom.pixels import apply_modality_lut
 
 from jaxcycle.data.volume import DataError, Volume, VolumeRef
 
@@ -37,17 +39,8 @@ def is_dicom_file(path: Path) -> bool:
         return False
 
 
-def _pydicom():
-    try:
-        import pydicom
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise DataError("reading DICOM needs pydicom: pip install pydicom") from None
-    return pydicom
-
-
 def read_header(path: str | os.PathLike):
     """The dataset without its pixel data; DataError naming the file if it is not an image."""
-    pydicom = _pydicom()
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError:
@@ -132,9 +125,6 @@ def find_series(files: list[Path], *, patient_ids: dict[str, tuple[str, str]] | 
 
 def read_pixels(path: str | os.PathLike):
     """One file's pixels in physical units, (frames, H, W) float64, and its dataset."""
-    pydicom = _pydicom()
-    from pydicom.pixels import apply_modality_lut
-
     try:
         ds = pydicom.dcmread(path)
     except Exception as e:

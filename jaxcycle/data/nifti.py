@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from jaxcycle.data.volume import DataError, Volume, VolumeRef
@@ -35,14 +36,6 @@ def nifti_stem(path: str | os.PathLike) -> str:
     return re.sub(r"\.nii(\.gz)?$", "", Path(path).name, flags=re.IGNORECASE)
 
 
-def _nibabel():
-    try:
-        import nibabel
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise DataError("reading NIfTI needs nibabel: pip install nibabel") from None
-    return nibabel
-
-
 def volume_to_slices(data: np.ndarray) -> np.ndarray:
     """RAS-canonical (X, Y, Z) voxels -> (Z, Y, X) axial slices, row 0 anterior, col 0 right."""
     return np.ascontiguousarray(np.transpose(data[::-1, ::-1, :], (2, 1, 0)))
@@ -55,7 +48,6 @@ def slices_to_volume(slices: np.ndarray) -> np.ndarray:
 
 def open_nifti(path: str | os.PathLike):
     """The nibabel image (header only, pixels not read); DataError naming the file."""
-    nib = _nibabel()
     try:
         return nib.load(str(path))
     except FileNotFoundError:
@@ -118,7 +110,6 @@ def nifti_ref(
 
 def load_nifti(path: str | os.PathLike, *, frame: int | None = None) -> Volume:
     """Reads a NIfTI volume (scaling applied) as axial slices in the display convention."""
-    nib = _nibabel()
     original = img = open_nifti(path)
     _spatial_shape(img, path, frame)
     try:

@@ -24,8 +24,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
+
+from jaxcycle.data.nifti import slices_to_volume
 
 FIELD_OF_VIEW_MM = 240.0
 Z_RANGE_MM = (-22.0, 52.0)  # the third ventricle to below the vertex
@@ -288,10 +291,6 @@ def write_phantom(
 ) -> list[Path]:
     """Writes out_dir/mr/subject-NNN.nii.gz and out_dir/ct/subject-NNN.nii.gz (int16; MR in
     scanner-like units, CT in HU), RAS-oriented, ready for `jaxcycle data ingest`."""
-    import nibabel as nib
-
-    from jaxcycle.data.nifti import slices_to_volume
-
     if subjects < 1:
         raise ValueError(f"subjects must be at least 1 (got {subjects})")
     out_dir = Path(out_dir)

@@ -34,6 +34,7 @@ import tensorstore as ts
 from jaxcycle import __version__, locks
 from jaxcycle.data.geometry import Placement
 from jaxcycle.data.intensity import IntensityMap
+from jaxcycle.data.sources import DatasetSource
 from jaxcycle.data.splits import check_disjoint
 
 DATASET_JSON = "dataset.json"
@@ -364,14 +365,10 @@ class Dataset:
 
     def source(self, domain: str, split: str | None = None):
         """A `sources.DatasetSource` over the domain's slices (of one split side, if given)."""
-        from jaxcycle.data.sources import DatasetSource
-
         return DatasetSource(self, domain, self.indices(domain, split))
 
     def paired_sources(self, split: str | None = None):
         """Two aligned `DatasetSource`s: item i of A and item i of B are a pair."""
-        from jaxcycle.data.sources import DatasetSource
-
         pairs = self.pairs(split)
         return DatasetSource(self, "A", pairs[:, 0]), DatasetSource(self, "B", pairs[:, 1])
 

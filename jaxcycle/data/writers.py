@@ -22,8 +22,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
+from jaxcycle.data.dicom import read_header
 from jaxcycle.data.images import write_image
 from jaxcycle.data.nifti import open_nifti, slices_to_volume
 
@@ -62,8 +73,6 @@ def write_nifti(
 ) -> Path:
     """Slices (K, H, W) in physical units as a NIfTI volume with the reference's header and
     affine: voxels in the reference's own axis order, float32 data, scaling 1 and 0."""
-    import nibabel as nib
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists (use --overwrite to replace it)")
@@ -191,16 +200,6 @@ def write_dicom_series(
         frame of reference the series inherits, and which it references as source images;
         None: a new study for `patient`.
     """
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (
-        CTImageStorage,
-        ExplicitVRLittleEndian,
-        MRImageStorage,
-        SecondaryCaptureImageStorage,
-        generate_uid,
-    )
-
     values = np.asarray(values)
     if values.ndim != 3:
         raise ValueError(f"DICOM output needs grey slices (K, H, W), got shape {values.shape}")
@@ -307,8 +306,6 @@ def write_dicom_series(
 def source_templates(files: Sequence[str], source: str) -> list:
     """The headers of a DICOM source's slice files, one per slice, as `write_dicom_series`
     templates; a multi-frame source (several slices in one file) is refused."""
-    from jaxcycle.data.dicom import read_header
-
     if len(set(files)) != len(files):
         raise ValueError(f"{source}: multi-frame sources cannot be written back")
     return [read_header(f) for f in files]

@@ -19,10 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import skimage.data
+from PIL import Image
+from skimage.util import img_as_ubyte
 
 import configs.cyclegan
 import configs.study
-from jaxcycle import pretrained
+from converters import pth
+from jaxcycle import cyclegan, pretrained
+from jaxcycle.data.ingest import IngestOptions, ingest
+from jaxcycle.data.phantom import write_phantom
+from jaxcycle.paper.study import run_study
+from jaxcycle.train import to_host, train
+from jaxcycle.weights import flax_to_torch
 
 PUBLISHED = "iphone2dslr_flower"
 # scikit-image's bundled pictures, none of them medical.
@@ -34,9 +43,6 @@ def write_photo_crops(
     out: Path, count: int = 48, size: int = 64, seed: int = 0
 ) -> tuple[Path, Path]:
     """Random crops of scikit-image's bundled photographs: colour photos (A), grey textures (B)."""
-    import skimage.data
-    from PIL import Image
-    from skimage.util import img_as_ubyte
 
     rng = np.random.default_rng(seed)
     folders = []
@@ -65,10 +71,6 @@ def write_photo_crops(
 
 def train_generic_models(workdir: Path, scale: DemoScale, progress: bool) -> dict[str, Path]:
     """Trains a small CycleGAN on photographs and exports both generators as reference .pth."""
-    from converters import pth
-    from converters.convert import flax_to_torch
-    from jaxcycle.train import networks_from_config, to_host, train
-
     photos, textures = write_photo_crops(workdir / "photos", size=scale.size)
     config = configs.cyclegan.get_config()
     config.data.train_a, config.data.train_b = str(photos), str(textures)
@@ -81,7 +83,7 @@ def train_generic_models(workdir: Path, scale: DemoScale, progress: bool) -> dic
     config.train.checkpoint_every = scale.generic_steps
     config.train.log_every = 10
     state = train(config, workdir / "run", progress=progress)
-    networks, params = networks_from_config(config), to_host(state.gen_params)
+    networks, params = cyclegan.Networks.from_config(config), to_host(state.gen_params)
     files = {}
     for name, gen in (("photo2texture_demo", "gen_ab"), ("texture2photo_demo", "gen_ba")):
         path = workdir / f"{name}.pth"
@@ -94,9 +96,6 @@ def train_generic_models(workdir: Path, scale: DemoScale, progress: bool) -> dic
 
 def make_dataset(workdir: Path, subjects: int, size: int, slices: int) -> Path:
     """Phantom volumes ingested into a paired MR (A) / CT (B) dataset."""
-    from jaxcycle.data.ingest import IngestOptions, ingest
-    from jaxcycle.data.phantom import write_phantom
-
     dataset = workdir / "dataset"
     if not dataset.exists():
         phantom = workdir / "phantom"
@@ -129,8 +128,6 @@ def run_demo(
     progress: bool = True,
 ) -> dict:
     """Runs the whole demo in `workdir` (resumable); returns the study's outcomes."""
-    from jaxcycle.paper.study import run_study
-
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     dataset = make_dataset(workdir, subjects=scale.subjects, size=scale.size, slices=scale.slices)

@@ -63,12 +63,20 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
-from jaxcycle import evaluate, pretrained
+from jaxcycle import cyclegan, evaluate, pretrained
 from jaxcycle.data.store import Dataset
 from jaxcycle.inference import Translator, resize_to, run_translators
-from jaxcycle.train import networks_from_config, to_host, train
+from jaxcycle.train import to_host, train
 
 DIRECTIONS = (
     ("MR->CT", "gen_ab", "table_iii_mr_to_ct", "fig5_mr_to_ct"),
@@ -182,12 +190,6 @@ def latent_features(translator: Translator, source_mr, source_ct, count: int) ->
 
 def separability(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Linear-probe accuracy (5-fold CV) and silhouette score of MR vs CT features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import silhouette_score
-    from sklearn.model_selection import cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     folds = int(min(5, np.bincount(labels).min()))
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     accuracy = float(np.mean(cross_val_score(probe, features, labels, cv=folds)))
@@ -200,7 +202,9 @@ def run_row(config: ml_collections.ConfigDict, row: Row, row_dir: Path, progress
     state = train(config, row_dir, progress=progress)
     data = Dataset.open(config.data.dataset)
     mr, ct = data.paired_sources("test")
-    translators = run_translators(config, networks_from_config(config), to_host(state.gen_params))
+    translators = run_translators(
+        config, cyclegan.Networks.from_config(config), to_host(state.gen_params)
+    )
     k = min(config.study.figure_slices, len(mr))
     summaries, figure = {}, {}
     for direction, gen, _, _ in DIRECTIONS:
@@ -360,13 +364,6 @@ def for_display(images: np.ndarray, maps, window: tuple[float, float] | None) ->
 
 def write_figures(config: ml_collections.ConfigDict, outcomes: dict[str, Any], workdir: Path):
     """Figures 5 and 6 (slice grids, CT in each display window) and 7 (latent projections)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     out = workdir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     arrays = {n: np.load(workdir / "models" / n / "eval" / "study_arrays.npz") for n in outcomes}
@@ -391,9 +388,8 @@ def write_figures(config: ml_collections.ConfigDict, outcomes: dict[str, Any], w
                 + [(n, picture(arrays[n][gen], to_ct)) for n in outcomes]
                 + [("ground truth", picture(truth, to_ct))]
             )
-            fig, axes = plt.subplots(
-                k, len(columns), figsize=(1.7 * len(columns), 1.7 * k + 0.4), squeeze=False
-            )
+            fig = Figure(figsize=(1.7 * len(columns), 1.7 * k + 0.4))
+            axes = fig.subplots(k, len(columns), squeeze=False)
             for c, (title, images) in enumerate(columns):
                 for r in range(k):
                     ax = axes[r][c]
@@ -405,9 +401,9 @@ def write_figures(config: ml_collections.ConfigDict, outcomes: dict[str, Any], w
             fig.suptitle(f"{direction} translation of test slices; {shown}", fontsize=8)
             fig.tight_layout()
             fig.savefig(out / f"{stem}_{window_name}.png", dpi=120)
-            plt.close(fig)
 
-    fig, axes = plt.subplots(2, len(outcomes), figsize=(2.6 * len(outcomes), 5.2), squeeze=False)
+    fig = Figure(figsize=(2.6 * len(outcomes), 5.2))
+    axes = fig.subplots(2, len(outcomes), squeeze=False)
     for c, name in enumerate(outcomes):
         feats, is_ct = arrays[name]["latent"], arrays[name]["is_ct"]
         projections = {"PCA": PCA(2).fit_transform(feats)}
@@ -431,4 +427,3 @@ def write_figures(config: ml_collections.ConfigDict, outcomes: dict[str, Any], w
     fig.suptitle("Bottleneck features of MR and CT test slices", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "fig7_latent.png", dpi=120)
-    plt.close(fig)

@@ -1,4 +1,12 @@
-"""Reference PyTorch state_dicts <-> jaxcycle Flax variables, and the files that hold them."""
+"""Network weights in and out, whatever their form: the one route.
+
+A *source* of weights is a jaxcycle params directory (`checkpoints`), a reference-project
+`.pth` file (read by `converters.pth` without PyTorch, mapped by the name tables of
+`converters.tables`, converted in memory) or the name of a published generator
+(`pretrained.download` fetches and verifies its `.pth`, which is then read like any other).
+`load_variables` takes any of them; `convert_pth` and `export_pth` write params directories
+and `.pth` files (`jaxcycle convert`).
+"""
 
 from __future__ import annotations
 
@@ -15,18 +23,22 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcycle
-from converters import pth
+from converters import pth, tables
 from converters.tables import (
     BATCHNORM_COUNTER,
     LEAVES,
     LEGACY_INSTANCE_NORM,
     ArchitectureError,
-    infer_architecture,
     layer_table,
     strip_module_prefix,
 )
-from jaxcycle import checkpoints
+from jaxcycle import checkpoints, pretrained
 from jaxcycle.architecture import Architecture
+
+
+def infer_architecture(state_dict: Mapping[str, np.ndarray]) -> Architecture:
+    """The architecture of a reference state_dict, read from its names and shapes."""
+    return Architecture(**tables.infer_architecture(strip_module_prefix(state_dict)))
 
 
 def abstract_variables(arch: Architecture) -> dict[str, Any]:
@@ -151,7 +163,7 @@ def convert_pth(
     arch = None
     if padding is not None:
         try:
-            inferred = infer_architecture(strip_module_prefix(state_dict))
+            inferred = infer_architecture(state_dict)
         except ArchitectureError as e:
             raise ArchitectureError(f"{src}: {e}") from None
         arch = Architecture.from_dict({**inferred.to_dict(), "padding": padding})
@@ -174,3 +186,29 @@ def export_pth(
     variables, arch, _ = checkpoints.load_params(src)
     pth.save_state_dict(flax_to_torch(variables, arch), dst, overwrite=overwrite)
     return Path(dst), arch
+
+
+def load_variables(source: str | os.PathLike) -> tuple[dict[str, Any], Architecture]:
+    """(variables, architecture) from a params directory, a reference `.pth` file or a
+    published generator's name (downloaded once into the cache, then read as a `.pth`)."""
+    path = Path(source)
+    if path.is_dir():
+        variables, arch, _ = checkpoints.load_params(path)
+        return variables, arch
+    if path.suffix != ".pth" or not path.is_file():
+        if str(source) not in pretrained.REGISTRY:
+            raise FileNotFoundError(
+                f"{source}: not a params directory, a .pth file or a published model name"
+            )
+        path = pretrained.download(str(source))
+    arch, variables = torch_to_flax(pth.load_state_dict(path), source=str(path))
+    return variables, arch
+
+
+def load_generator(source: str | os.PathLike) -> tuple[dict[str, Any], Architecture]:
+    """`load_variables` for a generator: (variables, architecture), or a ValueError naming
+    the source when it holds a discriminator."""
+    variables, arch = load_variables(source)
+    if not arch.is_generator:
+        raise ValueError(f"{source}: a {arch.describe()}, not a generator")
+    return variables, arch
