@@ -70,25 +70,32 @@ class Architecture:
         init = init or nets.Init()
         if self.kind == "resnet":
             return nets.ResnetGenerator(
-                self.output_nc,
-                self.width,
-                self.n_blocks,
-                self.norm,
-                self.use_dropout,
-                self.padding,
-                init,
-                self.adapter_widths,
-                self.adapter_activation,
-                self.adapter_residual,
-                self.adapter_position,
+                output_nc=self.output_nc,
+                ngf=self.width,
+                n_blocks=self.n_blocks,
+                norm=self.norm,
+                use_dropout=self.use_dropout,
+                padding=self.padding,
+                init_scheme=init,
+                adapter_widths=self.adapter_widths,
+                adapter_activation=self.adapter_activation,
+                adapter_residual=self.adapter_residual,
+                adapter_position=self.adapter_position,
             )
         if self.kind == "unet":
             return nets.UnetGenerator(
-                self.output_nc, self.num_downs, self.width, self.norm, self.use_dropout, init
+                output_nc=self.output_nc,
+                num_downs=self.num_downs,
+                ngf=self.width,
+                norm=self.norm,
+                use_dropout=self.use_dropout,
+                init_scheme=init,
             )
         if self.kind == "nlayer":
-            return nets.NLayerDiscriminator(self.width, self.n_layers, self.norm, init)
-        return nets.PixelDiscriminator(self.width, self.norm, init)
+            return nets.NLayerDiscriminator(
+                ndf=self.width, n_layers=self.n_layers, norm=self.norm, init_scheme=init
+            )
+        return nets.PixelDiscriminator(ndf=self.width, norm=self.norm, init_scheme=init)
 
     def describe(self) -> str:
         """A one-line human description, e.g. 'resnet_9blocks generator, ngf 64, 3 -> 3'."""

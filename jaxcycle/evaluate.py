@@ -34,12 +34,14 @@ from jaxcycle.data.images import IMAGE_SUFFIXES, read_image, write_image
 from jaxcycle.data.intensity import CT_WINDOW
 from jaxcycle.data.nifti import is_nifti_file, load_nifti
 from jaxcycle.data.store import Dataset
+from jaxcycle.data.writers import write_translated
 from jaxcycle.inference import Translator, load_run, load_translator, run_translators
 
 METRICS = ("psnr", "ssim", "uqi", "vif")
 HU_METRICS = ("mae_hu", "rmse_hu")
 VIF_SCALE = 255.0
 MODALITIES = ("auto", "ct", "mr")
+VOLUME_FORMATS = ("nifti", "dicom")
 
 _mae, _rmse = jax.jit(metrics.mae), jax.jit(metrics.rmse)
 
@@ -370,6 +372,27 @@ def _image_bits(source, index: int, channels: int) -> int:
     return 16
 
 
+def _volume_targets(data, domain: str, rows: np.ndarray, folder: Path, fmt: str) -> dict:
+    """{volume index: output path} of the `domain` volumes whose every slice is in `rows`:
+    PATIENT_VVV.nii.gz files (NIfTI sources only) or PATIENT_VVV folders of DICOM files."""
+    if fmt not in VOLUME_FORMATS:
+        raise ValueError(f"unknown volume format {fmt!r}; expected one of {VOLUME_FORMATS}")
+    if len(data.array(domain).shape) != 3:
+        raise ValueError(f"{data.url}: volumes are written from grey slices only")
+    present = set(np.asarray(rows).tolist())
+    targets = {}
+    for v, record in enumerate(data.volumes(domain)):
+        if not all(r in present for r in range(record["first"], record["first"] + record["count"])):
+            continue
+        if fmt == "nifti" and record["format"] != "nifti":
+            raise ValueError(
+                f"{record['source']}: NIfTI output needs NIfTI sources (use --volumes dicom)"
+            )
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"{record['patient']}_{v:03d}")
+        targets[v] = folder / (f"{stem}.nii.gz" if fmt == "nifti" else stem)
+    return targets
+
+
 def evaluate_dataset(
     generators: dict[str, Translator],
     data,
@@ -380,6 +403,7 @@ def evaluate_dataset(
     model: str,
     batch_size: int = 8,
     images: bool = True,
+    volumes: str | None = None,
     overwrite: bool = False,
 ) -> dict[str, Scores]:
     """Scores generators {"gen_ab": A->B, "gen_ba": B->A} (either may be absent) on a paired
@@ -389,6 +413,10 @@ def evaluate_dataset(
     table) and summary.csv (`model` in its model column) and, with `images`, each translation
     as output/translated_GEN/PATIENT_SSSS.png at the working size, the [-1, 1] outputs as
     levels (16-bit for grey scanner data and 16-bit images, 8-bit for 8-bit images and RGB).
+    With `volumes` ("nifti" or "dicom"), each source volume of the split is also written
+    translated, back on its source's grid and geometry and in the target domain's physical
+    units (HU for CT), as output/volumes_GEN/PATIENT_VVV.nii.gz or a folder of a new DICOM
+    series (`writers.write_translated`), for viewing beside the source in a radiology viewer.
     Scores are of the unquantised outputs. Nothing is written if any of these files exists,
     unless `overwrite`. Returns the scores by direction ("A->B", "B->A").
     """
@@ -420,6 +448,11 @@ def evaluate_dataset(
                 raise ValueError(f"{data.url}: two slices of one patient share a file name")
             image_paths[name] = paths
             targets += paths
+    volume_paths = {
+        name: _volume_targets(data, src.domain, src.rows, out / f"volumes_{name}", volumes)
+        for _, name, src, _ in (plan if volumes else [])
+    }
+    targets += [p for paths in volume_paths.values() for p in paths.values()]
     taken = [str(t) for t in targets if t.exists()]
     if taken and not overwrite:
         more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
@@ -427,17 +460,28 @@ def evaluate_dataset(
 
     results = {}
     for direction, name, src, ref in plan:
-        on_batch = None
-        if images:
+        translated: dict[int, np.ndarray] = {}  # by the source slice's row in its domain
 
-            def on_batch(idx, pred, paths=image_paths[name], ref=ref):
-                for i, p in zip(idx, pred, strict=True):
+        def on_batch(idx, pred, name=name, src=src, ref=ref, translated=translated):
+            for i, p in zip(idx, pred, strict=True):
+                if images:
                     bits = _image_bits(ref, i, p.shape[-1])
-                    write_image(paths[i], p, bits, overwrite=True)
+                    write_image(image_paths[name][i], p, bits, overwrite=True)
+                if volumes:
+                    translated[int(src.rows[i])] = p
 
         scores = evaluate_direction(generators[name], src, ref, batch_size, on_batch)
         scores.write_csv(out / f"per_image_{name}.csv")
         results[direction] = scores
+        stored_size = data.array(src.domain).shape[1:3]
+        for v, path in volume_paths.get(name, {}).items():
+            record = data.volumes(src.domain)[v]
+            rows = range(record["first"], record["first"] + record["count"])
+            stack = np.stack([translated[r] for r in rows])
+            on_grid = generators[name].restore_size(stack, *stored_size)
+            write_translated(
+                data, src.domain, v, on_grid, path, fmt=volumes, target=ref.domain, overwrite=True
+            )
     summaries = {d: s.summary() for d, s in results.items()}
     (out / "summary.md").write_text(f"{title}\n\n" + format_summary(summaries))
     summaries_csv([(d, model, s) for d, s in summaries.items()], out / "summary.csv")
@@ -451,6 +495,7 @@ def evaluate_run(
     output: str | os.PathLike | None = None,
     batch_size: int = 8,
     images: bool = True,
+    volumes: str | None = None,
     overwrite: bool = False,
 ) -> dict[str, Scores]:
     """Both directions of a trained run on a paired dataset split, at the run's crop size,
@@ -467,6 +512,7 @@ def evaluate_run(
         model=str(workdir),
         batch_size=batch_size,
         images=images,
+        volumes=volumes,
         overwrite=overwrite,
     )
 
@@ -479,9 +525,10 @@ def evaluate_params(
     split: str = "test",
     batch_size: int = 8,
     images: bool = True,
+    volumes: str | None = None,
     overwrite: bool = False,
 ) -> dict[str, Scores]:
-    """Generators from params directories (e.g. converted pretrained ones; channels and sizes
+    """Generators from any weights source (`weights.load_generator`; channels and sizes
     fitted by `inference.Translator`) on a paired dataset split: `gen_ab` translates domain A
     into B, `gen_ba` B into A; either may be None (that direction is skipped). Written by
     `evaluate_dataset`."""
@@ -500,5 +547,6 @@ def evaluate_params(
         model=" ".join(str(d) for d in given.values()),
         batch_size=batch_size,
         images=images,
+        volumes=volumes,
         overwrite=overwrite,
     )

@@ -6,9 +6,9 @@ from PIL import Image
 
 from jaxcycle.data.augment import Augment
 from jaxcycle.data.ingest import IngestOptions, ingest
-from jaxcycle.data.loader import UnpairedLoader, aligned_batches
+from jaxcycle.data.loader import UnpairedLoader
 from jaxcycle.data.phantom import write_phantom
-from jaxcycle.data.sources import ImageFolderSource, paired_folder_sources
+from jaxcycle.data.sources import ImageFolderSource
 from jaxcycle.data.store import Dataset
 
 
@@ -31,7 +31,7 @@ def _ids(batch):
     return batch[:, 0, 0, 0].astype(int)
 
 
-NO_AUG = Augment.identity()
+NO_AUG = Augment(load_size=None, crop_size=None, flip=False)  # images as they are
 
 
 def _take(loader, n, start=0):
@@ -153,29 +153,6 @@ def test_dataset_and_folder_sources_feed_the_loader(tmp_path):
     np.testing.assert_allclose(folder.read([2])[0, 0, 0, 0], 100 / 255 * 2 - 1, atol=1e-6)
     batch = next(UnpairedLoader(folder, a, 2, seed=0, augment=Augment(20, 16)).batches())
     assert batch["A"].shape == (2, 16, 16, 1) and batch["B"].shape == (2, 16, 16, 1)
-
-
-def test_aligned_batches_pair_items_in_order_and_pad_the_last():
-    a, b = Numbered(5), Numbered(5)
-    batches = list(aligned_batches(a, b, 4))
-    assert [list(x["index"]) for x in batches] == [[0, 1, 2, 3], [4, -1, -1, -1]]
-    for x in batches:
-        np.testing.assert_array_equal(_ids(x["A"]), _ids(x["B"]))
-    shards = [list(aligned_batches(a, b, 4, process_index=i, process_count=2)) for i in range(2)]
-    assert [list(s[1]["index"]) for s in shards] == [[4, -1], [-1, -1]]
-    with pytest.raises(ValueError, match="deterministic"):
-        aligned_batches(a, b, 2, augment=Augment())
-
-
-def test_paired_folder_sources_match_by_name(tmp_path):
-    for d, names in (("A", ["x", "y"]), ("B", ["y", "x"])):
-        (tmp_path / d).mkdir()
-        for n in names:
-            value = {"x": 10, "y": 20}[n] + (1 if d == "B" else 0)
-            Image.fromarray(np.full((4, 4), value, np.uint8)).save(tmp_path / d / f"{n}.png")
-    a, b = paired_folder_sources(tmp_path / "A", tmp_path / "B")
-    levels = lambda s: np.rint((s.read([0, 1])[:, 0, 0, 0] + 1) / 2 * 255)  # noqa: E731
-    np.testing.assert_array_equal(levels(a) + 1, levels(b))
 
 
 def test_without_drop_last_the_last_batch_wraps_around_the_epoch():

@@ -54,12 +54,9 @@ def test_layers_from_the_outside_in(subject):
     assert np.ptp(rows) > np.ptp(cols)
 
 
-def test_phantom_slices_are_paired():
-    d = P.phantom_slices(2, size=32, slices=3, seed=0)
-    assert d["mr"].shape == d["ct"].shape == (6, 32, 32)
-    assert list(d["patient"]) == ["subject-000"] * 3 + ["subject-001"] * 3
+def test_phantom_mr_and_ct_share_the_anatomy():
+    v = P.phantom_volume(1, size=32, slices=3, seed=0)
+    assert v.mr.shape == v.ct.shape == v.labels.shape == (3, 32, 32)
     # bone in CT is dark in T1 MR: the paired images share the anatomy
-    bone = d["labels"] == P.BONE
-    assert (
-        d["ct"][bone].mean() > 500 and d["mr"][bone].mean() < d["mr"][d["labels"] == P.WHITE].mean()
-    )
+    bone = v.labels == P.BONE
+    assert v.ct[bone].mean() > 500 and v.mr[bone].mean() < v.mr[v.labels == P.WHITE].mean()

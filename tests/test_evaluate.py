@@ -271,3 +271,39 @@ def test_evaluate_does_not_overwrite_without_the_flag(converted, tmp_path, capsy
     assert main([*args, "--overwrite"]) == 0
     assert np.asarray(Image.open(image)).dtype == np.uint16
     assert main(["evaluate", "--dataset", ds, "--output", str(out)]) == 1  # no generator
+
+
+def test_evaluate_writes_volumes_on_the_source_grid(converted, tmp_path):
+    """--volumes: each test volume translated, in HU for CT, as a NIfTI with its source's
+    affine whose slices are the scored outputs; DICOM series for the other direction. The
+    generator is given as the .pth file itself."""
+    import nibabel as nib
+    import pydicom
+
+    from jaxcycle.data.nifti import volume_to_slices
+    from jaxcycle.data.store import Dataset
+
+    out, ds, pth = tmp_path / "eval", str(converted / "ds"), str(converted / "g.pth")
+    base = ["evaluate", "--dataset", ds, "--output", str(out), "--overwrite"]
+    assert main([*base, "--gen-ab", pth, "--volumes", "nifti"]) == 0
+    test_patients = sorted(Dataset.open(ds).split["test"])  # 2 of the 4 subjects
+    written = sorted((out / "volumes_gen_ab").iterdir())
+    assert [p.name.split("_")[0] for p in written] == test_patients
+    for path in written:
+        patient = path.name.split("_")[0]
+        source = nib.load(converted / "phantom" / "mr" / f"{patient}.nii.gz")
+        result = nib.load(path)
+        np.testing.assert_allclose(result.affine, source.affine)
+        assert result.shape == source.shape
+        slices = volume_to_slices(nib.as_closest_canonical(result).get_fdata())
+        for k, hu in enumerate(slices):
+            levels = np.asarray(Image.open(out / "translated_gen_ab" / f"{patient}_{k:04d}.png"))
+            expected = -1024 + levels.astype(np.float64) / 65535 * 4095  # the default CT window
+            np.testing.assert_allclose(hu, expected, atol=0.1)
+    assert main([*base, "--gen-ba", pth, "--volumes", "dicom"]) == 0
+    series = sorted((out / "volumes_gen_ba").iterdir())
+    assert [p.name.split("_")[0] for p in series] == test_patients
+    for folder in series:
+        files = [pydicom.dcmread(f) for f in sorted(folder.iterdir())]
+        assert len(files) == 3 and {f.Modality for f in files} == {"MR"}
+        assert all("SYNTHETIC" in f.SeriesDescription for f in files)

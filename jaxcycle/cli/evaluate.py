@@ -16,6 +16,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         split=args.split,
         batch_size=args.batch_size,
         images=not args.no_images,
+        volumes=args.volumes,
         overwrite=args.overwrite,
     )
     if args.workdir:
@@ -28,7 +29,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         results = evaluate_params(args.dataset, output, args.gen_ab, args.gen_ba, **options)
     print(format_summary({d: s.summary() for d, s in results.items()}), end="")
     images = "" if args.no_images else "translated images, "
-    print(f"{images}per-image CSVs and summary in {output}")
+    volumes = f"translated volumes ({args.volumes}), " if args.volumes else ""
+    print(f"{images}{volumes}per-image CSVs and summary in {output}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,5 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-images", action="store_true", help="do not write translated images")
+    p.add_argument(
+        "--volumes",
+        choices=("nifti", "dicom"),
+        help="also write each source volume translated, on its source's grid and geometry and "
+        "in physical units (HU for CT): volumes_GEN/PATIENT_VVV.nii.gz (NIfTI sources) or a "
+        "folder holding a new DICOM series marked synthetic, to view beside the source",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_evaluate)

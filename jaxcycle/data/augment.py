@@ -39,16 +39,6 @@ class Augment:
         """Deterministic: resize to size x size, no crop, no flip (evaluation)."""
         return cls(load_size=size, crop_size=None, flip=False)
 
-    @classmethod
-    def identity(cls) -> Augment:
-        """Images as they are."""
-        return cls(load_size=None, crop_size=None, flip=False)
-
-    @property
-    def is_random(self) -> bool:
-        """Whether the output depends on the random generator."""
-        return self.flip or self.crop_size is not None
-
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(H, W, C) float32 in [-1, 1] -> augmented (h, w, C) float32 in [-1, 1].
 

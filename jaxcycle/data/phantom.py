@@ -261,25 +261,6 @@ def phantom_volume(subject: int, *, size: int = 64, slices: int = 16, seed: int 
     return PhantomVolume(f"subject-{subject:03d}", mr, ct, labels, spacing, affine)
 
 
-def phantom_slices(
-    subjects: int = 4, *, size: int = 64, slices: int = 16, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Paired phantom slices of several subjects, stacked, for tests and quick experiments.
-
-    Returns {"mr": (N, S, S) float32 a.u., "ct": (N, S, S) float32 HU, "labels": (N, S, S)
-    uint8, "patient": (N,) str, "slice": (N,) int}, N = subjects * slices; row n of "mr" and of
-    "ct" show the same anatomy.
-    """
-    vols = [phantom_volume(s, size=size, slices=slices, seed=seed) for s in range(subjects)]
-    return {
-        "mr": np.concatenate([v.mr for v in vols]),
-        "ct": np.concatenate([v.ct for v in vols]),
-        "labels": np.concatenate([v.labels for v in vols]),
-        "patient": np.repeat([v.subject for v in vols], slices),
-        "slice": np.tile(np.arange(slices), subjects),
-    }
-
-
 def write_phantom(
     out_dir: str | os.PathLike,
     *,

@@ -83,9 +83,9 @@ class ImageFolderSource:
     with `--size` instead.
     """
 
-    def __init__(self, folder: str | os.PathLike, *, files: Sequence[Path] | None = None):
+    def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        self.files = list(files) if files is not None else list_images(folder)
+        self.files = list_images(folder)
         for path in self.files:  # every header, before any work: a bad file is named at once
             check_image(path)
         self._shape: tuple[int, ...] | None = None
@@ -107,27 +107,6 @@ class ImageFolderSource:
                 )
             images.append(pixels)
         return np.stack(images)
-
-
-def paired_folder_sources(
-    folder_a: str | os.PathLike, folder_b: str | os.PathLike
-) -> tuple[ImageFolderSource, ImageFolderSource]:
-    """Two aligned folder sources, images matched by relative path without suffix."""
-    files = {}
-    for name, folder in (("A", folder_a), ("B", folder_b)):
-        root = Path(folder)
-        files[name] = {p.relative_to(root).with_suffix("").as_posix(): p for p in list_images(root)}
-    common = sorted(files["A"].keys() & files["B"].keys())
-    unmatched = sorted(files["A"].keys() ^ files["B"].keys())
-    if unmatched:
-        shown = ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")
-        raise DataError(
-            f"{folder_a} and {folder_b}: {len(unmatched)} image(s) without a partner: {shown}"
-        )
-    return (
-        ImageFolderSource(folder_a, files=[files["A"][k] for k in common]),
-        ImageFolderSource(folder_b, files=[files["B"][k] for k in common]),
-    )
 
 
 class ChannelMatched:
