@@ -84,17 +84,6 @@ class Scores:
         return path
 
 
-@jax.jit
-def _score(ref, pred, data_range, vif_scale) -> dict[str, jax.Array]:
-    r255, p255 = ref * vif_scale, pred * vif_scale
-    return {
-        "psnr": metrics.psnr(ref, pred, data_range),
-        "ssim": metrics.ssim(ref, pred, data_range),
-        "uqi": metrics.uqi(r255, p255),
-        "vif": metrics.vif(r255, p255),
-    }
-
-
 def _positive(value: float, name: str) -> float:
     value = float(value)
     if not (np.isfinite(value) and value > 0):
@@ -112,7 +101,8 @@ def score_unit(
     """
     data_range = _positive(data_range, "data range")
     vif_scale = _positive(vif_scale, "UQI/VIF scale")
-    return {k: np.asarray(v) for k, v in _score(ref, pred, data_range, vif_scale).items()}
+    scores = metrics.all_metrics(ref, pred, data_range, vif_scale=vif_scale)
+    return {k: np.asarray(v) for k, v in scores.items()}
 
 
 def format_summary(summaries: dict[str, dict[str, tuple[float, float]]]) -> str:

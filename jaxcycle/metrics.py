@@ -586,8 +586,9 @@ def rmse(
 
 
 @jax.jit
-def _all_metrics(ref: jax.Array, pred: jax.Array, data_range: jax.Array) -> dict[str, jax.Array]:
-    scale = jnp.asarray(255.0, ref.dtype) / _range_per_image(data_range, ref.dtype)
+def _all_metrics(
+    ref: jax.Array, pred: jax.Array, data_range: jax.Array, scale: jax.Array
+) -> dict[str, jax.Array]:
     r255, p255 = ref * scale, pred * scale
     return {
         "psnr": _psnr(ref, pred, data_range),
@@ -601,21 +602,26 @@ def all_metrics(
     ref: jax.Array | np.ndarray,
     pred: jax.Array | np.ndarray,
     data_range: float | jax.Array,
+    vif_scale: float | None = None,
 ) -> dict[str, jax.Array]:
     """PSNR, SSIM, UQI and VIF of a batch in one compiled call: ``{name: (B,) array}``.
 
     Images must be in ``[0, data_range]`` (use `to_unit_range` first for [-1, 1] or HU data).
     PSNR and SSIM use ``data_range`` directly; UQI (window 8) and VIF (sigma_nsq = 2) are
-    computed on ``x * 255 / data_range``, i.e. on the [0, 255] scale VIF's constants are
-    defined for (UQI does not depend on the scale, only on the zero). Images must be at least
-    41 x 41 (VIF's four scales).
+    computed on ``x * vif_scale``, by default ``255 / data_range``, i.e. on the [0, 255] scale
+    VIF's constants are defined for (UQI does not depend on the scale, only on the zero).
+    Images must be at least 41 x 41 (VIF's four scales).
     """
     _check_data_range(data_range)
     r, p = _pair(ref, pred)
     if min(r.shape[1:3]) < SSIM_FILTER_SIZE:
         raise ValueError(f"SSIM needs images of at least 11 x 11; got {r.shape[1:3]}")
     _vif_check_size(r.shape[1], r.shape[2])
-    return _all_metrics(r, p, jnp.asarray(data_range, r.dtype))
+    if vif_scale is None:
+        scale = jnp.asarray(255.0, r.dtype) / _range_per_image(data_range, r.dtype)
+    else:
+        scale = jnp.asarray(vif_scale, r.dtype)
+    return _all_metrics(r, p, jnp.asarray(data_range, r.dtype), scale)
 
 
 # ----------------------------------------------------------------------------- summary
