@@ -1,12 +1,12 @@
-"""Each op in jaxcycle.ops equals its PyTorch namesake, and each fast formulation equals the
-plain lax one, values and gradients."""
+"""Each op in jaxcycle.ops equals its PyTorch namesake, and each formulation in
+jaxcycle.cpu_formulations equals the plain lax one, values and gradients."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcycle import ops
+from jaxcycle import cpu_formulations, ops
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -33,13 +33,13 @@ def test_conv_transpose_matches_torch(k, s, p, op):
         F.conv_transpose2d(_nchw(x), torch.from_numpy(w), stride=s, padding=p, output_padding=op)
     )
     kernel = jnp.asarray(w.transpose(2, 3, 0, 1))
-    for impl in (ops.conv_transpose2d_phases, ops.conv_transpose2d_reference):
+    for impl in (cpu_formulations.conv_transpose2d_phases, ops.conv_transpose2d_reference):
         got = np.asarray(impl(jnp.asarray(x), kernel, s, p, op))
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("k,s,p,op", CONV_T_CASES[:2])
+@pytest.mark.parametrize("k,s,p,op", CONV_T_CASES[:3])
 def test_conv_transpose_phases_have_reference_gradients(k, s, p, op):
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal((2, 6, 5, 3), dtype=np.float32))
@@ -49,7 +49,7 @@ def test_conv_transpose_phases_have_reference_gradients(k, s, p, op):
     def loss(impl):
         return lambda x, w: jnp.sum(impl(x, w, s, p, op) * probe)
 
-    fast = jax.grad(loss(ops.conv_transpose2d_phases), argnums=(0, 1))(x, w)
+    fast = jax.grad(loss(cpu_formulations.conv_transpose2d_phases), argnums=(0, 1))(x, w)
     plain = jax.grad(loss(ops.conv_transpose2d_reference), argnums=(0, 1))(x, w)
     for a, b in zip(fast, plain, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
@@ -100,14 +100,14 @@ def test_reflect_fast_conv_equals_valid_conv_values_and_gradients(k, mode, cin, 
     w = jnp.asarray(rng.standard_normal((k, k, cin, cout), dtype=np.float32))
     padded = ops.pad2d(x, k // 2, mode)
     np.testing.assert_allclose(
-        ops.conv2d_reflect_fast(padded, w), ops.conv2d(padded, w), atol=1e-5, rtol=0
+        cpu_formulations.conv2d_reflect_fast(padded, w), ops.conv2d(padded, w), atol=1e-5, rtol=0
     )
     probe = jnp.asarray(rng.standard_normal(ops.conv2d(padded, w).shape, dtype=np.float32))
 
     def loss(conv):
         return lambda x, w: jnp.sum(conv(ops.pad2d(x, k // 2, mode), w) * probe)
 
-    fast = jax.grad(loss(ops.conv2d_reflect_fast), argnums=(0, 1))(x, w)
+    fast = jax.grad(loss(cpu_formulations.conv2d_reflect_fast), argnums=(0, 1))(x, w)
     plain = jax.grad(loss(ops.conv2d), argnums=(0, 1))(x, w)
     for a, b in zip(fast, plain, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
@@ -121,9 +121,11 @@ def test_winograd_conv_equals_valid_conv_values_and_gradients(batch, height, wid
         rng = np.random.default_rng(height + cin)
         x = jnp.asarray(rng.standard_normal((batch, height + 2, width + 2, cin)))
         w = jnp.asarray(rng.standard_normal((3, 3, cin, cout)))
-        np.testing.assert_allclose(ops.conv3x3_winograd(x, w), ops.conv2d(x, w), rtol=1e-12)
+        np.testing.assert_allclose(
+            cpu_formulations.conv3x3_winograd(x, w), ops.conv2d(x, w), rtol=1e-12
+        )
         probe = jnp.asarray(rng.standard_normal((batch, height, width, cout)))
-        fast = jax.vjp(ops.conv3x3_winograd, x, w)[1](probe)
+        fast = jax.vjp(cpu_formulations.conv3x3_winograd, x, w)[1](probe)
         plain = jax.vjp(ops.conv2d, x, w)[1](probe)
         for a, b in zip(fast, plain, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -204,3 +206,16 @@ def test_instance_norm_gradient_matches_torch(dtype):
     assert got.dtype == dtype
     tol = 1e-5 if dtype == jnp.float32 else 5e-2
     np.testing.assert_allclose(np.asarray(got, np.float32), expected, atol=tol, rtol=tol)
+
+
+def test_instance_norm_closed_form_equals_reference_values_and_gradients():
+    """The closed-form gradient is autodiff's of the plain definition (float64, so that only
+    the formulation could differ); the values are the same expression, bit for bit."""
+    with jax.enable_x64():
+        rng = np.random.default_rng(5)
+        x = jnp.asarray(3 + 2 * rng.standard_normal((2, 7, 9, 4)))
+        np.testing.assert_array_equal(ops.instance_norm(x), ops.instance_norm_reference(x))
+        probe = jnp.asarray(rng.standard_normal(x.shape))
+        fast = jax.vjp(ops.instance_norm, x)[1](probe)[0]
+        plain = jax.vjp(ops.instance_norm_reference, x)[1](probe)[0]
+        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,433 @@
+"""XLA:CPU formulations of the ops in `jaxcycle.ops`: the same results, computed faster.
+
+XLA:CPU is slow on a few forms of convolution that the networks need: a 'VALID' convolution
+(on a reflect-padded input), the backward pass of an input-dilated convolution (a transposed
+convolution), and any convolution of a batch of several images rather than one. Each function
+here computes what a plain `lax` op of `jaxcycle.ops` computes, in a form that avoids those
+cases, and its docstring says why the two are equal: exactly, or (where the sums are taken in
+another order) to float rounding. `tests/test_ops.py` checks each against the plain op, values
+and gradients. What each one gained, as measured, is in `benchmarks/results/cpu_formulations.md`.
+
+`jaxcycle.ops` calls the entry points `conv2d_zero_padded`, `conv2d_valid` and
+`conv_transpose2d` where `ops.use_fast_formulations()` (on the CPU backend by default), and
+`instance_norm` on every backend. Kernels are (kh, kw, in, out), taps in PyTorch's order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+Padding = str | tuple[tuple[int, int], tuple[int, int]]
+
+
+def _conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
+    """The plain correlation (`lax.conv_general_dilated`), NHWC input, (kh, kw, in, out)."""
+    return lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_DIMS)
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry points: one per plain op of `jaxcycle.ops`.
+
+
+def conv2d_zero_padded(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """The correlation with zero padding `padding` on every side (`ops.conv2d_padded` with
+    `pad_mode='zero'`): strided ones `image_by_image`, stride-1 ones as they are."""
+    conv = functools.partial(_conv_zero_padded, stride=stride, padding=padding)
+    return image_by_image(conv, x, kernel) if stride > 1 else conv(x, kernel)
+
+
+def _conv_zero_padded(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    return _conv(x, kernel, stride, ((padding, padding), (padding, padding)))
+
+
+def conv2d_valid(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """The 'VALID' correlation of an input just padded by `ops.pad2d` (`ops.conv2d`).
+
+    Stride 1: `conv3x3_winograd` for a 3x3 kernel whose output has even height and width (a
+    padded input of even sides; Winograd takes the batch whole), else `conv2d_reflect_fast`
+    `image_by_image`. Strided: the plain convolution.
+    """
+    if stride > 1:
+        return _conv(x, kernel, stride, "VALID")
+    if kernel.shape[:2] == (3, 3) and x.shape[1] % 2 == x.shape[2] % 2 == 0:
+        return conv3x3_winograd(x, kernel)
+    return image_by_image(conv2d_reflect_fast, x, kernel)
+
+
+def conv_transpose2d(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: int, output_padding: int = 0
+) -> jax.Array:
+    """`ops.conv_transpose2d_reference`, as `conv_transpose2d_phases` `image_by_image`."""
+    return image_by_image(conv_transpose2d_phases, x, kernel, stride, padding, output_padding)
+
+
+# ----------------------------------------------------------------------------------------------
+# A batch one image at a time.
+
+
+def image_by_image(fn: Callable[..., jax.Array], x: jax.Array, *args: object) -> jax.Array:
+    """`fn(x, *args)` for a function that treats the images of the batch `x` independently,
+    computed one image at a time (unrolled, not in a loop) and concatenated.
+
+    Equal to `fn(x, *args)` because image i of the result depends on image i of `x` alone.
+    The gradients of the shared `args` are the sums over the images, as autodiff's of the
+    batched call (summed in another order: equal to float rounding).
+
+    Where the run has more than one device, batches are sharded over them and `x` is left
+    whole: a per-image slice of a sharded batch would be computed on every device.
+    """
+    if x.shape[0] == 1 or jax.device_count() > 1:
+        return fn(x, *args)
+    return jnp.concatenate([fn(x[i : i + 1], *args) for i in range(x.shape[0])], axis=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# 'VALID' convolution as the interior of a zero-padded one, with its gradients.
+
+
+@jax.custom_vjp
+def conv2d_reflect_fast(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 'VALID' correlation (`ops.conv2d(x, kernel)`) as the interior of a correlation
+    with zero padding k // 2 on each side (XLA:CPU's fast case, 'SAME'-style padding).
+
+    Why equal: with zero padding p = k // 2, output o of the padded correlation reads inputs
+    o - p ... o - p + k - 1. For p <= o <= p + H - k these all lie inside `x`, no zero is read,
+    and output o is the 'VALID' output o - p; these H - k + 1 outputs are the ones kept, so
+    the result is exactly the 'VALID' one. Meant for an input that was just padded (reflect
+    or replicate). Gradients: see `_reflect_fast_bwd`.
+    """
+    return _same_interior(x, kernel)
+
+
+def _same_interior(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    kh, kw = kernel.shape[:2]
+    ph, pw = kh // 2, kw // 2
+    y = _conv(x, kernel, 1, ((ph, ph), (pw, pw)))
+    out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    return y[:, ph : ph + out_h, pw : pw + out_w]
+
+
+def _reflect_fast_fwd(x: jax.Array, kernel: jax.Array):
+    return _same_interior(x, kernel), (x, kernel)
+
+
+def _reflect_fast_bwd(residuals, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The gradients of y[o] = sum_t x[o + t] w[t] (per axis; a matrix product over channels).
+
+    dX: dx[i] = sum_t dy[i - t] w[t]^T over the t with 0 <= i - t <= H - k, the full
+    correlation of dY (zero beyond its edges) with the flipped kernel, in and out swapped
+    (`_full_correlation`). dW: dw[t] = sum over images and o of x[o + t]^T dy[o]
+    (`_kernel_gradient`). The same sums as autodiff's, taken in another order.
+    """
+    x, kernel = residuals
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    dx = _full_correlation(dy, flipped)
+    return dx.astype(x.dtype), _kernel_gradient(x, dy, kernel)
+
+
+conv2d_reflect_fast.defvjp(_reflect_fast_fwd, _reflect_fast_bwd)
+
+
+def _full_correlation(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 correlation with zero padding k - 1 on every side.
+
+    Pads by k - 1 - k // 2 explicitly and lets the convolution pad the other k // 2
+    ('SAME'-style, XLA:CPU's fast case): the same zeros in all, so the same result. The
+    optimization barrier keeps XLA from folding the explicit padding back into the
+    convolution's.
+    """
+    kh, kw = kernel.shape[:2]
+    extra = ((0, 0), (kh - 1 - kh // 2,) * 2, (kw - 1 - kw // 2,) * 2, (0, 0))
+    padded = lax.optimization_barrier(jnp.pad(x, extra))
+    return _conv(padded, kernel, 1, ((kh // 2, kh // 2), (kw // 2, kw // 2)))
+
+
+def _kernel_gradient(x: jax.Array, dy: jax.Array, kernel: jax.Array) -> jax.Array:
+    """dW[t] = sum over images n and outputs o of x[n, o + t]^T dy[n, o] (per axis), for the
+    stride-1 'VALID' correlation of `x` with `kernel`, as one convolution with the batch and
+    feature axes swapped (the images become the contracted features):
+
+    - Cout >= Cin: X, read as CHWN (its channels the batch, its images the features),
+      correlated with dY, read as IHWO (a kernel as large as dY), gives out[ci, t, co] =
+      sum_{n, o} x[n, t + o, ci] dy[n, o, co]: dW as (Cin, kh, kw, Cout).
+    - Cout < Cin (the last 64 -> 3 layer: XLA:CPU is slow with few output features): dY,
+      zero-padded by k - 1 and read as CHWN, correlated with X read as IHWO, gives out[co, s,
+      ci] = sum_{n, u} dy[n, s + u - (k - 1), co] x[n, u, ci], which is dW at tap
+      t = k - 1 - s (put o = s + u - (k - 1)): dW as (Cout, kh, kw, Cin), taps reversed.
+    """
+    kh, kw = kernel.shape[:2]
+    swapped = ("CHWN", "IHWO", "NHWC")
+    if kernel.shape[3] < kernel.shape[2]:
+        padded = jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+        dw = lax.conv_general_dilated(padded, x, (1, 1), "VALID", dimension_numbers=swapped)
+        return jnp.flip(dw, (1, 2)).transpose(1, 2, 3, 0).astype(kernel.dtype)
+    dw = lax.conv_general_dilated(x, dy, (1, 1), "VALID", dimension_numbers=swapped)
+    return dw.transpose(1, 2, 0, 3).astype(kernel.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3), with its gradients.
+
+# Output tile Y = A^T [(G g G^T) * (B^T d B)] A for a 4x4 input tile d and a 3x3 kernel g
+# (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). Each sandwich
+# M X M^T of a grid of arrays is written out as sums that skip the zeros (`_sandwich`), which
+# XLA:CPU runs faster than one product with the Kronecker square of M.
+_WINOGRAD_B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
+_WINOGRAD_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
+_WINOGRAD_A_T = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+@jax.custom_vjp
+def conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 3x3 'VALID' correlation (`ops.conv2d(x, kernel)`) by Winograd's F(2x2, 3x3).
+
+    `x` is (N, H + 2, W + 2, Cin) with H and W even (a padded input), `kernel` (3, 3, Cin,
+    Cout). The output's 2x2 tiles read overlapping 4x4 input tiles, 2 apart.
+
+    Why equal: along one axis, F(2, 3) computes the two outputs of a 4-sample tile d with a
+    3-tap kernel g as A^T [(G g) * (B^T d)]. Written out, B^T d = (d0 - d2, d1 + d2, d2 - d1,
+    d1 - d3) and G g = (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2); with m their
+    element-wise product, A^T m = (m0 + m1 + m2, m1 - m2 - m3) = (d0 g0 + d1 g1 + d2 g2,
+    d1 g0 + d2 g1 + d3 g2), the two correlation outputs. Applied along both axes this gives
+    Y = A^T [(G g G^T) * (B^T d B)] A. The transforms are linear and act on the spatial axes
+    only, so the sum over input channels can be taken inside: each of the 16 positions of the
+    transformed tiles is one (tiles, Cin) x (Cin, Cout) matrix product. In floating point the
+    result differs from the direct sum by rounding only: the coefficients 0, +-1 and +-1/2
+    are exact, and only the order of the sums differs. Gradients: see `_winograd_bwd`.
+    """
+    v, u = _winograd_operands(x, kernel)
+    m = [[v[a][b] @ u[a][b] for b in range(4)] for a in range(4)]
+    y = _sandwich(_WINOGRAD_A_T, m)  # A^T m A: y[r][c] is output (2 * row + r, 2 * col + c)
+    n, hp, wp, _ = x.shape
+    return _interleave(y, (n, (hp - 2) // 2, (wp - 2) // 2))
+
+
+def _winograd_operands(x: jax.Array, kernel: jax.Array):
+    """The transformed input tiles B^T d B and kernel G g G^T: 4x4 grids of (tiles, Cin) and
+    (Cin, Cout) matrices. Tile (row, col) is x[:, 2 * row + i, 2 * col + j], i, j < 4."""
+    n, hp, wp, cin = x.shape
+    rows, cols = (hp - 2) // 2, (wp - 2) // 2
+    tiles = [
+        [x[:, i : i + 2 * rows : 2, j : j + 2 * cols : 2].reshape(-1, cin) for j in range(4)]
+        for i in range(4)
+    ]
+    v = _sandwich(_WINOGRAD_B_T, tiles)
+    u = _sandwich(_WINOGRAD_G, [[kernel[i, j] for j in range(3)] for i in range(3)])
+    # Keeps XLA from fusing the transforms into the products (it changes no value).
+    return lax.optimization_barrier((v, u))
+
+
+def _winograd_fwd(x: jax.Array, kernel: jax.Array):
+    return conv3x3_winograd(x, kernel), (x, kernel)
+
+
+def _winograd_bwd(residuals, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The forward's linear maps transposed, in reverse order (the adjoint of Z -> P Z P^T is
+    dZ -> P^T dZ P): dm = A dY A^T; per position dv = dm u^T and du = v^T dm; then
+    dd = B dv B^T, summed back onto the overlapping input tiles (the transpose of reading
+    them), and dg = G^T du G. The operands v and u are recomputed, not stored."""
+    x, kernel = residuals
+    v, u = _winograd_operands(x, kernel)
+    n, h, w, cout = dy.shape
+    dm = _sandwich(_transposed(_WINOGRAD_A_T), _deinterleave(dy))
+    dv = [[dm[a][b] @ u[a][b].T for b in range(4)] for a in range(4)]
+    du = [[v[a][b].T @ dm[a][b] for b in range(4)] for a in range(4)]
+    dd = _sandwich(_transposed(_WINOGRAD_B_T), dv)
+    # Tile position i = parity + 2 * shift reads input row 2 * (tile row + shift) + parity:
+    # each parity plane of dx sums the four positions of its parity, shifted by their tile.
+    rows, cols = h // 2, w // 2
+    planes = [
+        [
+            sum(
+                jnp.pad(
+                    dd[p + 2 * q][r + 2 * s].reshape(n, rows, cols, -1),
+                    ((0, 0), (q, 1 - q), (s, 1 - s), (0, 0)),
+                )
+                for q in range(2)
+                for s in range(2)
+            )
+            for r in range(2)
+        ]
+        for p in range(2)
+    ]
+    dx = _interleave(
+        [[plane.reshape(-1, x.shape[-1]) for plane in row] for row in planes],
+        (n, rows + 1, cols + 1),
+    )
+    dg = _sandwich(_transposed(_WINOGRAD_G), du)
+    return dx.astype(x.dtype), jnp.stack([jnp.stack(row) for row in dg]).astype(kernel.dtype)
+
+
+conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
+
+
+def _transposed(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    return tuple(zip(*matrix, strict=True))
+
+
+def _interleave(planes: list[list[jax.Array]], shape: tuple[int, int, int]) -> jax.Array:
+    """The image whose pixel (2 * row + r, 2 * col + c) is row * cols + col of planes[r][c]
+    (each (N * rows * cols, C)); `shape` is (N, rows, cols)."""
+    n, rows, cols = shape
+    stacked = jnp.stack(
+        [jnp.stack([plane.reshape(n, rows, cols, -1) for plane in row], axis=3) for row in planes],
+        axis=2,
+    )  # (N, rows, 2, cols, 2, C)
+    return stacked.reshape(n, 2 * rows, 2 * cols, -1)
+
+
+def _deinterleave(image: jax.Array) -> list[list[jax.Array]]:
+    """The inverse of `_interleave`: planes[r][c] = image[:, r::2, c::2] as (N*rows*cols, C)."""
+    c = image.shape[-1]
+    return [[image[:, r::2, s::2].reshape(-1, c) for s in range(2)] for r in range(2)]
+
+
+def _sandwich(matrix: tuple[tuple[float, ...], ...], grid: list[list[jax.Array]]):
+    """`matrix @ grid @ matrix^T` for a grid of arrays (each entry an array, the products
+    taken entry-wise), written out as sums that skip the zero coefficients."""
+
+    def combine(arrays: list[jax.Array]) -> list[jax.Array]:
+        out = []
+        for coefficients in matrix:
+            terms = [
+                c * a if c not in (1, -1) else (a if c == 1 else -a)
+                for c, a in zip(coefficients, arrays, strict=True)
+                if c != 0
+            ]
+            out.append(functools.reduce(jnp.add, terms))
+        return out
+
+    columns = [combine([row[j] for row in grid]) for j in range(len(grid[0]))]  # [j][a]
+    return [combine([column[a] for column in columns]) for a in range(len(matrix))]
+
+
+# ----------------------------------------------------------------------------------------------
+# Transposed convolution split by output phase.
+
+
+def conv_transpose2d_phases(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: int, output_padding: int = 0
+) -> jax.Array:
+    """`nn.ConvTranspose2d` (`ops.conv_transpose2d_reference`) as `stride**2` stride-1
+    correlations, one per output phase, interleaved: no input dilation, whose backward pass
+    XLA:CPU runs slowly.
+
+    Why equal: along one axis, output o sums x[i] w[t] over o = stride * i - padding + t. The
+    outputs o = stride * m + phase take the taps t = phase + padding (mod stride), tap t from
+    input i = m + (phase + padding - t) / stride (`_phase_taps`): a stride-1 correlation of x
+    with those taps, ordered by input offset, zero beyond the edges. The same products, summed
+    in another order (equal to float rounding). For the generator's `ConvTranspose2d(k=3,
+    s=2, p=1, output_padding=1)`, an even output takes tap 1 at input offset 0 and an odd
+    output takes tap 2 at offset 0 plus tap 0 at offset +1.
+
+    Where the output's size is not a multiple of the stride, each phase is computed for
+    ceil(size / stride) positions and the interleaved result cropped to size.
+    """
+    k = kernel.shape[0]
+    n, h, w, _ = x.shape
+    out_h = (h - 1) * stride - 2 * padding + k + output_padding
+    out_w = (w - 1) * stride - 2 * padding + k + output_padding
+    rows_per_phase, cols_per_phase = -(-out_h // stride), -(-out_w // stride)
+
+    def along_axis(phase: int, size_in: int, size_out: int) -> tuple[list[int], tuple[int, int]]:
+        taps, first = _phase_taps(k, stride, padding, phase)
+        span = len(taps)
+        # Output m reads inputs m + first ... m + first + span - 1.
+        lo = -first
+        hi = size_out - 1 + first + span - 1 - (size_in - 1)
+        return taps, (lo, hi)
+
+    phases = []
+    for ph in range(stride):
+        row_taps, row_pad = along_axis(ph, h, rows_per_phase)
+        row = []
+        for pw in range(stride):
+            col_taps, col_pad = along_axis(pw, w, cols_per_phase)
+            sub = kernel[jnp.array(row_taps)][:, jnp.array(col_taps)]
+            row.append(_conv_with_padding(x, sub, row_pad, col_pad))
+        phases.append(jnp.stack(row, axis=3))  # (n, H', W', stride_w, c)
+    y = jnp.stack(phases, axis=2)  # (n, H', stride_h, W', stride_w, c)
+    y = y.reshape(n, rows_per_phase * stride, cols_per_phase * stride, kernel.shape[-1])
+    if y.shape[1:3] != (out_h, out_w):
+        y = y[:, :out_h, :out_w]
+    return y
+
+
+def _phase_taps(k: int, stride: int, padding: int, phase: int) -> tuple[list[int], int]:
+    """Kernel taps feeding output positions `o = stride * m + phase`, and their input offset.
+
+    Output o of a transposed convolution sums x[i] * w[t] over o = stride * i - padding + t,
+    so o = stride * m + phase takes tap t from input i = m + (phase + padding - t) / stride
+    whenever that division is exact. Returns the taps ordered by increasing input offset and
+    the smallest offset.
+    """
+    taps = [t for t in range(k) if (phase + padding - t) % stride == 0]
+    taps.sort(key=lambda t: (phase + padding - t) // stride)
+    first = (phase + padding - taps[0]) // stride if taps else 0
+    return taps, first
+
+
+def _conv_with_padding(
+    x: jax.Array, kernel: jax.Array, rows: tuple[int, int], cols: tuple[int, int]
+) -> jax.Array:
+    """Stride-1 correlation with signed zero padding (negative values crop)."""
+    crop = [(max(0, -lo), max(0, -hi)) for lo, hi in (rows, cols)]
+    pad = [(max(0, lo), max(0, hi)) for lo, hi in (rows, cols)]
+    if any(c for pair in crop for c in pair):
+        x = x[:, crop[0][0] : x.shape[1] - crop[0][1], crop[1][0] : x.shape[2] - crop[1][1]]
+    return _conv(x, kernel, 1, pad)
+
+
+# ----------------------------------------------------------------------------------------------
+# Instance norm with its closed-form gradient.
+
+
+def instance_norm(x: jax.Array, eps: float) -> jax.Array:
+    """`ops.instance_norm_reference(x, eps)`, the same expression (equal values), with the
+    closed-form gradient of `_instance_norm_bwd` in place of autodiff's."""
+    return _instance_norm(x, eps)
+
+
+def _normalise(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
+    """(x - mean) / sqrt(var + eps) over H and W, and 1 / sqrt(var + eps), in at least
+    float32: `ops.instance_norm_reference`'s expression, operation for operation."""
+    wide = _at_least_float32(x)
+    centred = wide - jnp.mean(wide, axis=(1, 2), keepdims=True)
+    inv_std = lax.rsqrt(jnp.mean(jnp.square(centred), axis=(1, 2), keepdims=True) + eps)
+    return centred * inv_std, inv_std
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _instance_norm(x: jax.Array, eps: float) -> jax.Array:
+    return _normalise(x, eps)[0].astype(x.dtype)
+
+
+def _instance_norm_fwd(x: jax.Array, eps: float):
+    normalised, inv_std = _normalise(x, eps)
+    return normalised.astype(x.dtype), (normalised, inv_std)
+
+
+def _instance_norm_bwd(eps: float, residuals, dy: jax.Array) -> tuple[jax.Array]:
+    """With s = 1 / sqrt(var + eps), x^ = (x - mean) s the output and means over the P pixels
+    of one image and channel: dx^/dx_j = s (e_j - 1/P - x^ x^_j / P), since dmean/dx_j = 1/P
+    and ds/dx_j = -s^3 (x_j - mean) / P. Hence dx = s (dy - mean(dy) - x^ mean(dy x^))."""
+    normalised, inv_std = residuals
+    g = _at_least_float32(dy)  # dy has x's dtype, as the output has
+    mean = functools.partial(jnp.mean, axis=(1, 2), keepdims=True)
+    dx = inv_std * (g - mean(g) - normalised * mean(g * normalised))
+    return (dx.astype(dy.dtype),)
+
+
+_instance_norm.defvjp(_instance_norm_fwd, _instance_norm_bwd)
+
+
+def _at_least_float32(x: jax.Array) -> jax.Array:
+    """`ops.at_least_float32`: `x` in float32, or in its own dtype if that is wider."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
