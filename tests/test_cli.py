@@ -96,6 +96,30 @@ def test_translate_refuses_to_overwrite(generator, tmp_path, capsys):
     assert (tmp_path / "out" / "a.png").read_bytes() == b"keep"
 
 
+def test_files_after_options_are_files_too(generator, tmp_path, capsys):
+    """`translate a.png --checkpoint .pth --output out b.png`: both files are translated (the
+    .pth file itself is the generator), equal to translating them in one list; an unknown
+    option is still an error."""
+    model, root = generator
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            tmp_path / f"{name}.png"
+        )
+    a, b, pth = str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(root / "g.pth")
+    split = ["translate", a, "--checkpoint", pth, "--output", str(tmp_path / "o1"), b]
+    together = ["translate", a, b, "--checkpoint", pth, "--output", str(tmp_path / "o2")]
+    assert main([*split, "--quiet"]) == 0 and main([*together, "--quiet"]) == 0
+    for name in ("a.png", "b.png"):
+        got = np.asarray(Image.open(tmp_path / "o1" / name))
+        np.testing.assert_array_equal(got, np.asarray(Image.open(tmp_path / "o2" / name)))
+        rgb = np.asarray(Image.open(tmp_path / name)) / 255.0
+        assert np.abs(got - _torch_translate(model, rgb) * 255).max() <= 1.0
+    with pytest.raises(SystemExit):
+        main([*split, "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
 def test_translate_names_a_corrupt_image(generator, tmp_path, capsys):
     _, root = generator
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")

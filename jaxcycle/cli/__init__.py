@@ -71,10 +71,22 @@ def _split_overrides(parser: argparse.ArgumentParser, extra: list[str]) -> list[
     return overrides
 
 
+def _gather_positionals(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """Moves file arguments given after an option (`translate a.png --output out b.png`) into
+    the command's list of files (`more_positionals` names it); returns what is left."""
+    name = getattr(args, "more_positionals", None)
+    if not name:
+        return extra
+    stray = [item for item in extra if not item.startswith("-")]
+    getattr(args, name).extend(stray)
+    return [item for item in extra if item.startswith("-")]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jaxcycle` command; returns the exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    extra = _gather_positionals(args, extra)
     if extra and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = _split_overrides(parser, extra)

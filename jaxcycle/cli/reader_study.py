@@ -113,4 +113,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("key", help="the kit's key.csv")
     p.add_argument("answers", nargs="+", help="reader_<name>.csv files saved from the page")
     p.add_argument("--markdown", metavar="OUT.md", help="also write the report as Markdown")
-    p.set_defaults(func=_analyze)
+    p.set_defaults(func=_analyze, more_positionals="answers")

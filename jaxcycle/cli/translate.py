@@ -84,4 +84,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_mr_percentiles(p, "an MR volume's percentiles mapped to -1 and 1 (default %(default)s)")
     add_mr_range(p, "MR output values that -1 and 1 stand for (default %(default)s)")
     p.add_argument("--nifti-frame", type=int, help="the volume to take from 4D NIfTI files")
-    p.set_defaults(func=_translate)
+    p.set_defaults(func=_translate, more_positionals="inputs")
