@@ -49,6 +49,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--no-inference", dest="inference", action="store_false", help="skip generator inference"
     )
     p.add_argument(
+        "--no-loader",
+        dest="loader",
+        action="store_false",
+        help="skip the input pipeline's rate (the loader jaxcycle train builds from PNG folders)",
+    )
+    p.add_argument(
         "--scaling", action="store_true", help="also measure scaling over 1 .. all local devices"
     )
     p.add_argument("--scaling-size", type=int, default=128, help="image size for scaling")

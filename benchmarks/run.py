@@ -1,20 +1,26 @@
 """Throughput of jaxcycle against the PyTorch baseline, side by side, in one invocation.
 
-For each image size, batch size and dtype:
+For each image size, batch size and dtype, each side in its own fresh process
+(`benchmarks/child.py`), so that its memory high-water mark belongs to that setting alone:
 
 - jaxcycle's train step (`jaxcycle.cyclegan.make_train_step`: jitted, state donated, batch
-  sharded over the devices) in image pairs per second, its compile time and its peak memory
-  (XLA's buffer assignment; on GPU also the allocator's peak), reported apart;
+  sharded over the devices) in image pairs per second, its compile time and its memory: XLA's
+  buffer assignment, the process's peak resident memory (RSS) and its RSS after the imports
+  (baseline); on GPU also the allocator's peak;
 - the reference PyTorch iteration (`benchmarks/torch_baseline.py`) on the same settings,
-  eager, float32 or bfloat16 autocast to match, optionally channels-last and torch.compile;
-- generator inference in images per second, both;
+  eager, float32 or bfloat16 autocast to match, optionally channels-last and torch.compile,
+  each variant with its process's peak and baseline RSS (on GPU also the allocator's peak);
+- generator inference in images per second, both (in the same processes, after the step);
 - the ratio jaxcycle / PyTorch (above 1: jaxcycle is faster);
+- the input pipeline alone (`benchmarks/bench_loader.py`: the loader `jaxcycle train` builds
+  from two folders of PNGs, at this size and batch) in image pairs per second, beside the
+  step's consumption;
 - the analytic work per iteration (`benchmarks/flops.py`), achieved TFLOP/s and, where the
   device's peak is known or given, MFU; on the CPU also the fraction of a large matrix
   product's measured rate.
 
-Then scaling from 1 to all local devices at a fixed per-device batch (on the CPU in a
-child process with simulated devices).
+Then scaling from 1 to all local devices at a fixed per-device batch (in this process; on a
+one-device CPU in a child process with simulated devices).
 
     python -m benchmarks.run --sizes 128 256 --batches 1 4 --json results.json
     jaxcycle bench ...                     # the same
@@ -42,8 +48,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import child
 from benchmarks.flops import train_iteration_macs
-from benchmarks.options import build_parser
+from benchmarks.options import TORCH_VARIANTS, build_parser
 from jaxcycle import cyclegan, parallel
 from jaxcycle.architecture import Architecture
 
@@ -57,9 +64,14 @@ KNOWN_PEAKS = {
     "TPU v4": {"bfloat16": 275e12, "float32": 275e12},
     "TPU v5e": {"bfloat16": 197e12, "float32": 197e12},
 }
+# The runner itself holds no device memory while its children measure: JAX's preallocation
+# is off in this process (set before its backend starts) and as the user had it in theirs.
+PREALLOCATE = "XLA_PYTHON_CLIENT_PREALLOCATE"
+_USER_PREALLOCATE = os.environ.get(PREALLOCATE)
 
 
 def log(message: str) -> None:
+    """Progress, on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -224,18 +236,6 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def _torch_variants(dtype: str, names: Sequence[str]):
-    from benchmarks.torch_baseline import TorchVariant
-
-    bf16 = dtype == "bfloat16"
-    table = {
-        "eager": TorchVariant(autocast_bf16=bf16),
-        "channels-last": TorchVariant(channels_last=True, autocast_bf16=bf16),
-        "compile": TorchVariant(compile=True, autocast_bf16=bf16),
-    }
-    return {name: table[name] for name in names}
-
-
 def _rate(items: int, times: Sequence[float]) -> float:
     return items / _median(times)
 
@@ -249,24 +249,31 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "networks": {"generator": generator.describe(), "discriminator": discriminator.describe()},
         "settings": {"repeats": args.repeats, "warmup": args.warmup, "pool_size": args.pool_size},
         "work": {},
+        "loader": [],
         "train": [],
         "inference": [],
         "scaling": [],
     }
     if torch_ok and args.torch_threads:
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
-        results["machine"]["torch_threads"] = args.torch_threads
+        results["machine"]["torch_threads"] = args.torch_threads  # set in the children
     on_cpu = jax.default_backend() == "cpu"
     gemm = {d: gemm_tflops(d) for d in args.dtypes} if on_cpu else {}
     results["gemm_tflops"] = gemm
     for size in args.sizes:
         work = train_iteration_macs(generator, discriminator, size, size)
         results["work"][str(size)] = work
+        loader = {}
+        if args.loader:
+            from benchmarks.bench_loader import pipeline_rates
+
+            log(f"loader {size}px, batch {' '.join(map(str, args.batches))}")
+            channels = (generator.input_nc, generator.output_nc)
+            rows = pipeline_rates(size, args.batches, channels=channels)
+            results["loader"] += rows
+            loader = {r["batch"]: r["pairs_per_s"] for r in rows}
         for dtype in args.dtypes:
             for batch in args.batches:
-                row = _train_row(args, (generator, discriminator), size, batch, dtype, torch_ok)
+                row, inference_row = _setting(args, size, batch, dtype, torch_ok)
                 achieved = row["jaxcycle"]["pairs_per_s"] * 2 * work["train"]
                 peak = device_peak_flops(dtype, args.peak_tflops)
                 row["jaxcycle"].update(
@@ -274,70 +281,86 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     mfu=achieved / peak if peak else None,
                     fraction_of_gemm=achieved / 1e12 / gemm[dtype] if gemm else None,
                 )
+                row["loader_pairs_per_s"] = loader.get(batch)
                 results["train"].append(row)
-            if args.inference:
-                for batch in args.batches:
-                    row = _inference_row(args, generator, size, batch, dtype, torch_ok)
-                    results["inference"].append(row)
+                if inference_row is not None:
+                    results["inference"].append(inference_row)
     if args.scaling:
         results["scaling"] = scaling(args)
     return results
 
 
-def _train_row(
-    args: argparse.Namespace,
-    nets: tuple[Architecture, Architecture],
-    size: int,
-    batch: int,
-    dtype: str,
-    torch_ok: bool,
-) -> dict[str, Any]:
-    """One setting of the training iteration: jaxcycle, the PyTorch variants, the ratio."""
-    log(f"train {size}px batch {batch} {dtype}: jaxcycle")
-    ours = jax_train_step(
-        *nets, size, batch, dtype, args.repeats, args.warmup, pool_size=args.pool_size
-    )
-    ours["pairs_per_s"] = _rate(batch, ours["times_s"])
-    row = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": ours}
-    if torch_ok:
-        from benchmarks.torch_baseline import train_step_times
+def child_env() -> dict[str, str]:
+    """The environment the children measure in: this one, with JAX's preallocation as the
+    user had it (this process turns it off for itself, see `run`)."""
+    env = dict(os.environ)
+    env.pop(PREALLOCATE, None)
+    if _USER_PREALLOCATE is not None:
+        env[PREALLOCATE] = _USER_PREALLOCATE
+    return env
 
-        row["torch"] = {}
-        for name, variant in _torch_variants(dtype, args.torch_variants).items():
-            log(f"train {size}px batch {batch} {dtype}: PyTorch {variant.name}")
-            theirs = train_step_times(
-                *nets, size, batch, args.repeats, variant, args.pool_size, args.warmup
+
+def _setting(
+    args: argparse.Namespace, size: int, batch: int, dtype: str, torch_ok: bool
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One setting, each side in a fresh process: the training row (jaxcycle, the PyTorch
+    variants, the ratio) and, with `--inference`, the generator inference row."""
+    spec = {
+        "size": size,
+        "batch": batch,
+        "dtype": dtype,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "pool_size": args.pool_size,
+        "ngf": args.ngf,
+        "ndf": args.ndf,
+        "n_blocks": args.n_blocks,
+    }
+    env = child_env()
+    where = f"{size}px batch {batch} {dtype}"
+    log(f"train{' + inference' if args.inference else ''} {where}: jaxcycle")
+    ours = child.measure({**spec, "side": "jaxcycle", "inference": args.inference}, env)
+    train = ours["train"]
+    train["pairs_per_s"] = _rate(batch, train["times_s"])
+    row = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": train}
+    inference = None
+    if args.inference:
+        ours["inference"]["images_per_s"] = _rate(batch, ours["inference"]["times_s"])
+        inference = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": ours["inference"]}
+    if not torch_ok:
+        return row, inference
+    row["torch"] = {}
+    variants = list(args.torch_variants)
+    if args.inference and "eager" not in variants:
+        variants.append("eager")  # inference's baseline, measured without a train step
+    for name in variants:
+        train_too = name in args.torch_variants
+        with_inference = args.inference and name == "eager"
+        what = " + ".join(["train"] * train_too + ["inference"] * with_inference)
+        log(f"{what} {where}: PyTorch {name}")
+        theirs = child.measure(
+            {
+                **spec,
+                "side": "torch",
+                "variant": name,
+                "torch_threads": args.torch_threads,
+                "train": train_too,
+                "inference": with_inference,
+            },
+            env,
+        )
+        if train_too:
+            theirs["train"]["pairs_per_s"] = _rate(batch, theirs["train"]["times_s"])
+            row["torch"][name] = theirs["train"]
+        if with_inference:
+            theirs["inference"]["images_per_s"] = _rate(batch, theirs["inference"]["times_s"])
+            inference["torch"] = {"eager": theirs["inference"]}
+            inference["ratio"] = (
+                inference["jaxcycle"]["images_per_s"] / theirs["inference"]["images_per_s"]
             )
-            theirs["pairs_per_s"] = _rate(batch, theirs["times_s"])
-            row["torch"][name] = theirs
-        base = row["torch"].get("eager")
-        row["ratio"] = ours["pairs_per_s"] / base["pairs_per_s"] if base else None
-    return row
-
-
-def _inference_row(
-    args: argparse.Namespace,
-    generator: Architecture,
-    size: int,
-    batch: int,
-    dtype: str,
-    torch_ok: bool,
-) -> dict[str, Any]:
-    """One setting of generator inference: jaxcycle, PyTorch eager, the ratio."""
-    log(f"inference {size}px batch {batch} {dtype}: jaxcycle")
-    ours = jax_inference(generator, size, batch, dtype, args.repeats, args.warmup)
-    ours["images_per_s"] = _rate(batch, ours["times_s"])
-    row = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": ours}
-    if torch_ok:
-        from benchmarks.torch_baseline import inference_times
-
-        variant = _torch_variants(dtype, ["eager"])["eager"]
-        log(f"inference {size}px batch {batch} {dtype}: PyTorch {variant.name}")
-        theirs = inference_times(generator, size, batch, args.repeats, variant, args.warmup)
-        theirs["images_per_s"] = _rate(batch, theirs["times_s"])
-        row["torch"] = {"eager": theirs}
-        row["ratio"] = ours["images_per_s"] / theirs["images_per_s"]
-    return row
+    base = row["torch"].get("eager")
+    row["ratio"] = train["pairs_per_s"] / base["pairs_per_s"] if base else None
+    return row, inference
 
 
 def _torch_importable() -> bool:
@@ -385,7 +408,7 @@ def scaling(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "scaling.json"
         env = {
-            **os.environ,
+            **child_env(),
             "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
             f"--xla_force_host_platform_device_count={args.cpu_devices}".strip(),
         }
@@ -424,6 +447,89 @@ def _mib(x: int | None) -> str:
     return "-" if x is None else f"{x / 2**20:.0f}"
 
 
+def _rss(side: dict[str, Any] | None) -> str:
+    """Peak RSS in MiB and, in brackets, how far above the baseline it went."""
+    if not side or side.get("peak_rss_bytes") is None:
+        return "-"
+    growth = side["peak_rss_bytes"] - side["baseline_rss_bytes"]
+    return f"{_mib(side['peak_rss_bytes'])} (+{_mib(growth)})"
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _train_table(results: dict[str, Any]) -> list[str]:
+    """The training iteration's table, the loader's settings, the PyTorch variants' table."""
+    rows = results["train"]
+    on_device = any(
+        r["jaxcycle"].get("device_peak_bytes") is not None
+        or any(t.get("peak_bytes") is not None for t in r.get("torch", {}).values())
+        for r in rows
+    )
+    heads = ["size", "batch", "dtype", "jaxcycle", "PyTorch", "ratio", "loader", "compile s"]
+    heads += ["XLA MiB"] + ["jaxcycle device MiB", "PyTorch device MiB"] * on_device
+    heads += ["jaxcycle RSS MiB", "PyTorch RSS MiB", "TFLOP/s", "MFU"]
+    lines = [
+        "Training iteration (image pairs/s; ratio > 1: jaxcycle faster; loader: the input "
+        "pipeline alone). Memory in MiB: XLA's buffer assignment; RSS: the peak resident memory "
+        "of each side's own process (+ above its baseline after the imports)"
+        + ("; device: the allocator's peak" if on_device else "")
+        + ":",
+        "",
+        _row(heads),
+        "|" + "---|" * len(heads),
+    ]
+    for r in rows:
+        j = r["jaxcycle"]
+        eager = r.get("torch", {}).get("eager")
+        mfu = j["mfu"]
+        cells = [str(r["size"]), str(r["batch"]), r["dtype"], f"{j['pairs_per_s']:.3f}"]
+        cells += [_fmt(eager and eager["pairs_per_s"], ".3f"), _fmt(r.get("ratio"))]
+        cells += [_fmt(r.get("loader_pairs_per_s"), ".1f"), f"{j['compile_s']:.1f}"]
+        cells += [_mib(j["xla_bytes"])]
+        if on_device:
+            cells += [_mib(j.get("device_peak_bytes")), _mib((eager or {}).get("peak_bytes"))]
+        cells += [_rss(j), _rss(eager), f"{j['tflops']:.3f}"]
+        cells += [_fmt(mfu and 100 * mfu, ".1f") + ("%" if mfu else "")]
+        lines.append(_row(cells))
+    if results.get("loader"):
+        first = results["loader"][0]
+        lines += [
+            "",
+            f"Loader: `UnpairedLoader` as `jaxcycle train` builds it from two folders of 16-bit "
+            f"PNGs stored at the size (resize to size x 286/256, random crop, flip; "
+            f"{first['workers']} workers, prefetch {first['prefetch']}); its rate over "
+            f"{first['steps']} batches, timed alone (no step running beside it).",
+        ]
+    measured = {v for r in rows for v in r.get("torch", {})}
+    variants = [v for v in TORCH_VARIANTS if v in measured]
+    if variants and variants != ["eager"]:
+        heads = ["size", "batch", "dtype", "variant", "pairs/s", "RSS MiB"]
+        heads += ["device MiB"] * on_device
+        lines += [
+            "",
+            "PyTorch variants (image pairs/s; RSS MiB as above):",
+            "",
+            _row(heads),
+            "|" + "---|" * len(heads),
+        ]
+        for r in rows:
+            for v in variants:
+                t = r.get("torch", {}).get(v)
+                if t is None:
+                    continue
+                cells = [str(r["size"]), str(r["batch"]), r["dtype"], v]
+                cells += [f"{t['pairs_per_s']:.3f}", _rss(t)]
+                cells += [_mib(t.get("peak_bytes"))] * on_device
+                lines.append(_row(cells))
+    if results.get("gemm_tflops"):
+        g = ", ".join(f"{d} {t:.3f}" for d, t in results["gemm_tflops"].items())
+        lines += ["", f"Measured 2048^3 matrix product on this CPU (TFLOP/s): {g}."]
+    lines.append("")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     m = results["machine"]
@@ -437,40 +543,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     if results["train"]:
-        lines += [
-            "Training iteration (image pairs/s; ratio > 1: jaxcycle faster):",
-            "",
-            "| size | batch | dtype | jaxcycle | PyTorch | ratio | compile s | peak MiB "
-            "| TFLOP/s | MFU |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in results["train"]:
-            j = r["jaxcycle"]
-            torch_rate = r.get("torch", {}).get("eager", {}).get("pairs_per_s")
-            peak = j["device_peak_bytes"] or j["xla_bytes"]
-            mfu = j["mfu"]
-            lines.append(
-                f"| {r['size']} | {r['batch']} | {r['dtype']} | {j['pairs_per_s']:.3f} "
-                f"| {_fmt(torch_rate, '.3f')} | {_fmt(r.get('ratio'))} | {j['compile_s']:.1f} "
-                f"| {_mib(peak)} | {j['tflops']:.3f} | {_fmt(mfu and 100 * mfu, '.1f')}"
-                f"{'%' if mfu else ''} |"
-            )
-        variants = sorted({v for r in results["train"] for v in r.get("torch", {})} - {"eager"})
-        for v in variants:
-            lines.append("")
-            lines.append(
-                f"PyTorch {v}: "
-                + ", ".join(
-                    f"{r['size']}px b{r['batch']} {r['dtype']} {r['torch'][v]['pairs_per_s']:.3f}"
-                    for r in results["train"]
-                    if v in r.get("torch", {})
-                )
-                + " pairs/s."
-            )
-        if results.get("gemm_tflops"):
-            g = ", ".join(f"{d} {t:.3f}" for d, t in results["gemm_tflops"].items())
-            lines += ["", f"Measured 2048^3 matrix product on this CPU (TFLOP/s): {g}."]
-        lines.append("")
+        lines += _train_table(results)
     if results["inference"]:
         lines += [
             "Generator inference (images/s):",
@@ -510,7 +583,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.scaling_only:
         results = {"scaling": scaling_rows(args)}
     else:
-        results = measure(args)
+        # Read when this process's backend starts (no effect if it has): it must not reserve
+        # the device memory its children measure in.
+        os.environ[PREALLOCATE] = "false"
+        try:
+            results = measure(args)
+        finally:
+            os.environ.pop(PREALLOCATE)
+            if _USER_PREALLOCATE is not None:
+                os.environ[PREALLOCATE] = _USER_PREALLOCATE
         table = markdown(results)
         print(table)
         if args.markdown is not None:

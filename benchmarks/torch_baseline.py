@@ -36,7 +36,22 @@ class TorchVariant:
         return " ".join(parts)
 
 
+def variant(name: str, dtype: str) -> TorchVariant:
+    """The variant `benchmarks.run` names (eager, channels-last, compile) at a dtype (bfloat16:
+    autocast)."""
+    bf16 = dtype == "bfloat16"
+    table = {
+        "eager": TorchVariant(autocast_bf16=bf16),
+        "channels-last": TorchVariant(channels_last=True, autocast_bf16=bf16),
+        "compile": TorchVariant(compile=True, autocast_bf16=bf16),
+    }
+    if name not in table:
+        raise ValueError(f"unknown PyTorch variant {name!r} (expected one of {', '.join(table)})")
+    return table[name]
+
+
 def device() -> torch.device:
+    """CUDA where available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -97,7 +112,8 @@ def train_step_times(
     warmup: int = 1,
 ) -> dict:
     """Times the reference iteration on random images: first call (includes compilation
-    with `torch.compile`) and `repeats` steady-state calls, in seconds."""
+    with `torch.compile`) and `repeats` steady-state calls, in seconds; on GPU also the
+    allocator's peak."""
     torch.manual_seed(0)
     nets = [
         _prepare(torch_reference.build(arch), variant)

@@ -1,11 +1,16 @@
-"""The benchmark runner: its work counts against hand counts, and a small end-to-end run
-through `jaxcycle bench` (output structure only; speed is never asserted)."""
+"""The benchmark runner: its work counts against hand counts, its memory measurement against
+known allocations, and a small end-to-end run through `jaxcycle bench` (output structure
+only; speed is never asserted)."""
 
 import json
+import sys
 
+import numpy as np
 import pytest
 
+from benchmarks import child
 from benchmarks.flops import forward_macs, train_iteration_macs
+from benchmarks.options import build_parser
 from jaxcycle.architecture import Architecture
 from jaxcycle.cli import main
 
@@ -57,6 +62,7 @@ def test_bench_command_writes_both_frameworks_side_by_side(tmp_path, capsys):
     out, table = tmp_path / "bench.json", tmp_path / "bench.md"
     argv = ["bench", "--sizes", "32", "--batches", "2", "--ngf", "8", "--ndf", "8"]
     argv += ["--n-blocks", "1", "--repeats", "1", "--warmup", "0", "--pool-size", "2"]
+    argv += ["--torch-variants", "eager", "channels-last"]
     argv += ["--scaling", "--cpu-devices", "2", "--json", str(out), "--markdown", str(table)]
     assert main(argv) == 0
     results = json.loads(out.read_text())
@@ -66,6 +72,16 @@ def test_bench_command_writes_both_frameworks_side_by_side(tmp_path, capsys):
     assert train["jaxcycle"]["compile_s"] > 0 and len(train["jaxcycle"]["times_s"]) == 1
     assert train["jaxcycle"]["pairs_per_s"] == pytest.approx(2 / train["jaxcycle"]["times_s"][0])
     assert train["jaxcycle"]["xla_bytes"] > 0
+    # Each side (and each PyTorch variant) in its own process: a peak above the baseline
+    # after the imports, and above the buffers XLA assigned to the step.
+    for side in (train["jaxcycle"], train["torch"]["eager"], train["torch"]["channels-last"]):
+        assert side["peak_rss_bytes"] > side["baseline_rss_bytes"] > 0
+    assert train["jaxcycle"]["peak_rss_bytes"] > train["jaxcycle"]["xla_bytes"]
+    # The loader as `jaxcycle train` builds it at this size: resize to 36, crop 32.
+    (loader,) = results["loader"]
+    assert (loader["size"], loader["batch"], loader["load_size"]) == (32, 2, 36)
+    assert loader["workers"] == 2 and loader["prefetch"] == 4  # configs/cyclegan.py's
+    assert train["loader_pairs_per_s"] == loader["pairs_per_s"] > 0
     torch_rate = train["torch"]["eager"]["pairs_per_s"]
     assert train["ratio"] == pytest.approx(train["jaxcycle"]["pairs_per_s"] / torch_rate)
     work = results["work"]["32"]
@@ -81,7 +97,40 @@ def test_bench_command_writes_both_frameworks_side_by_side(tmp_path, capsys):
     assert results["scaling"][0]["efficiency"] == pytest.approx(1.0)
     markdown = table.read_text()
     assert "| 32 | 2 | float32 |" in markdown and "| 2 | 2 |" in markdown
+    head = next(line for line in markdown.splitlines() if line.startswith("| size | batch"))
+    for column in ("loader", "XLA MiB", "jaxcycle RSS MiB", "PyTorch RSS MiB"):
+        assert f"| {column} |" in head
+    row = next(line for line in markdown.splitlines() if line.startswith("| 32 | 2 | float32 |"))
+    assert len(row.split("|")) == len(head.split("|"))
+    mib = train["jaxcycle"]["peak_rss_bytes"] / 2**20
+    grown = (train["jaxcycle"]["peak_rss_bytes"] - train["jaxcycle"]["baseline_rss_bytes"]) / 2**20
+    assert f"| {mib:.0f} (+{grown:.0f}) |" in row
+    assert "| 32 | 2 | float32 | channels-last |" in markdown  # the variants' table
     assert markdown.strip() in capsys.readouterr().out
+
+
+def test_child_reports_the_peak_of_a_known_allocation():
+    """A child that allocates 256 MiB on purpose peaks at least that far above its baseline."""
+    size = 256 * 2**20
+    result = child.measure({"side": "ballast", "bytes": size})["train"]
+    assert result["peak_rss_bytes"] > size
+    assert result["peak_rss_bytes"] - result["baseline_rss_bytes"] >= 0.95 * size
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the exec behaviour checked is Linux's")
+def test_child_peak_is_its_own_not_its_parents():
+    """A small child of a large parent reports its own peak (ru_maxrss would carry the
+    parent's over exec on Linux)."""
+    parent = np.ones(512 * 2**20 // 8)  # touched: the parent's resident memory
+    assert child.peak_rss_bytes() > parent.nbytes
+    result = child.measure({"side": "ballast", "bytes": 8 * 2**20})["train"]
+    assert result["peak_rss_bytes"] < parent.nbytes
+    del parent
+
+
+def test_loader_rate_can_be_skipped():
+    assert build_parser().parse_args([]).loader
+    assert not build_parser().parse_args(["--no-loader"]).loader
 
 
 def test_bench_refuses_an_unknown_torch_variant(capsys):
