@@ -19,9 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         help="throughput against the PyTorch baseline (benchmarks/run.py)",
         description="Train-step and inference throughput of jaxcycle and of the reference "
-        "PyTorch iteration, side by side in one run, with compile time, peak memory, "
-        "achieved TFLOP/s, MFU and scaling over devices. Same flags as "
-        "'python -m benchmarks.run'.",
+        "PyTorch iteration (eager, channels-last, torch.compile), side by side in one run, "
+        "each side of each setting in its own process: compile time, peak memory (XLA's "
+        "buffers; each process's peak RSS on CPU, the allocators' peaks on GPU), achieved "
+        "TFLOP/s, MFU, the input pipeline's rate beside the step's, and scaling over "
+        "devices. Same flags as 'python -m benchmarks.run'.",
     )
     build_bench_parser(p)
     p.set_defaults(func=_bench)
