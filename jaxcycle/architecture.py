@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import flax.linen as nn
+import numpy as np
 
+from converters import tables
 from jaxcycle import nets
 
 KINDS = ("resnet", "unet", "nlayer", "pixel")
@@ -128,6 +131,12 @@ class Architecture:
         if unknown:
             raise ValueError(f"unknown architecture fields: {sorted(unknown)}")
         return cls(**d)
+
+    @classmethod
+    def of_state_dict(cls, state_dict: Mapping[str, np.ndarray]) -> Architecture:
+        """The architecture of a reference state_dict, read from its names and shapes
+        (`converters.tables.infer_architecture`; raises its `ArchitectureError`)."""
+        return cls(**tables.infer_architecture(tables.strip_module_prefix(state_dict)))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Architecture:

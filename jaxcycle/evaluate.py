@@ -348,10 +348,14 @@ def summaries_csv(
     return path
 
 
+def _file_stem(text: str) -> str:
+    """`text` as a file name: anything but letters, digits and . _ - becomes _."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_"
+
+
 def _image_name(record: dict) -> str:
     """The file name of a translated slice: PATIENT_SSSS.png (the CSV's PATIENT/S)."""
-    patient = re.sub(r"[^A-Za-z0-9._-]", "_", str(record["patient"])) or "_"
-    return f"{patient}_{int(record['slice']):04d}.png"
+    return f"{_file_stem(str(record['patient']))}_{int(record['slice']):04d}.png"
 
 
 def _image_bits(source, index: int, channels: int) -> int:
@@ -378,7 +382,7 @@ def _volume_targets(data, domain: str, rows: np.ndarray, folder: Path, fmt: str)
             raise ValueError(
                 f"{record['source']}: NIfTI output needs NIfTI sources (use --volumes dicom)"
             )
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"{record['patient']}_{v:03d}")
+        stem = f"{_file_stem(str(record['patient']))}_{v:03d}"
         targets[v] = folder / (f"{stem}.nii.gz" if fmt == "nifti" else stem)
     return targets
 

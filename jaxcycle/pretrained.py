@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from converters import pth, tables
+from converters import pth
 from jaxcycle.architecture import Architecture
 from jaxcycle.cache import cache_root
 
@@ -134,10 +134,9 @@ def _fetch(url: str, dst: Path, timeout: float, progress: bool) -> None:
 def _check_published(path: Path, model: PretrainedModel) -> None:
     """Raises PretrainedError unless `path` holds the published architecture."""
     try:
-        fields = tables.infer_architecture(tables.strip_module_prefix(pth.load_state_dict(path)))
+        arch = Architecture.of_state_dict(pth.load_state_dict(path))
     except ValueError as e:
         raise PretrainedError(f"{path} is not a usable {model.name} generator: {e}") from None
-    arch = Architecture(**fields)
     if arch != PUBLISHED_ARCHITECTURE:
         raise PretrainedError(
             f"{path} holds a {arch.describe()}; the published {model.name} is a "

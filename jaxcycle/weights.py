@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcycle
-from converters import pth, tables
+from converters import pth
 from converters.tables import (
     BATCHNORM_COUNTER,
     LEAVES,
@@ -34,11 +34,6 @@ from converters.tables import (
 )
 from jaxcycle import checkpoints, pretrained
 from jaxcycle.architecture import Architecture
-
-
-def infer_architecture(state_dict: Mapping[str, np.ndarray]) -> Architecture:
-    """The architecture of a reference state_dict, read from its names and shapes."""
-    return Architecture(**tables.infer_architecture(strip_module_prefix(state_dict)))
 
 
 def abstract_variables(arch: Architecture) -> dict[str, Any]:
@@ -73,7 +68,7 @@ def torch_to_flax(
     """
     sd = strip_module_prefix(state_dict)
     try:
-        arch = arch or infer_architecture(sd)
+        arch = arch or Architecture.of_state_dict(sd)
     except ArchitectureError as e:
         raise ArchitectureError(f"{source}: {e}") from None
     template = abstract_variables(arch)
@@ -163,7 +158,7 @@ def convert_pth(
     arch = None
     if padding is not None:
         try:
-            inferred = infer_architecture(state_dict)
+            inferred = Architecture.of_state_dict(state_dict)
         except ArchitectureError as e:
             raise ArchitectureError(f"{src}: {e}") from None
         arch = Architecture.from_dict({**inferred.to_dict(), "padding": padding})
