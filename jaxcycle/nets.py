@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -34,6 +35,16 @@ PADDINGS = ("reflect", "replicate", "zero")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
 
 Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
+
+
+def init_params(module: nn.Module, key: jax.Array, image_shape: tuple[int, ...]) -> Any:
+    """Fresh parameters of `module` for images of `image_shape` (H, W, C), drawn from `key`.
+
+    Initialising runs the network once to create them and keeps only the parameters, so that
+    pass is traced with the plain ops: the same parameters, traced (and compiled, under jit)
+    far quicker than with the CPU formulations."""
+    with ops.fast_formulations(False):
+        return module.init(key, jnp.zeros((1, *image_shape), jnp.float32))["params"]
 
 
 def weight_init(kind: str = "normal", gain: float = 0.02, transposed: bool = False) -> Initializer:
@@ -331,19 +342,20 @@ class ResnetGenerator(nn.Module):
         x = ConvNormAct(ngf, 7, 1, 3, "reflect", norm, init_scheme=init, name="c7s1_in")(x, train)
         x = ConvNormAct(2 * ngf, 3, 2, 1, "zero", norm, init_scheme=init, name="d1")(x, train)
         x = ConvNormAct(4 * ngf, 3, 2, 1, "zero", norm, init_scheme=init, name="d2")(x, train)
-        for i in range(self.n_blocks + 1):
-            if self.adapter_widths and i == position:
-                x = Adapter(
-                    self.adapter_widths,
-                    self.adapter_activation,
-                    self.adapter_residual,
-                    init,
-                    name="adapter",
-                )(x)
-            if i < self.n_blocks:
-                x = ResnetBlock(self.padding, norm, self.use_dropout, init, name=f"R{i + 1}")(
-                    x, train
-                )
+        blocks = [
+            ResnetBlock(self.padding, norm, self.use_dropout, init, name=f"R{i + 1}")
+            for i in range(self.n_blocks)
+        ]
+        x = self._residual_blocks(blocks[:position], x, train)
+        if self.adapter_widths:
+            x = Adapter(
+                self.adapter_widths,
+                self.adapter_activation,
+                self.adapter_residual,
+                init,
+                name="adapter",
+            )(x)
+        x = self._residual_blocks(blocks[position:], x, train)
         # The bottleneck features, for latent-space plots: apply(..., mutable="intermediates").
         self.sow("intermediates", "bottleneck", x)
         for name, features in (("u1", 2 * ngf), ("u2", ngf)):
@@ -360,6 +372,31 @@ class ResnetGenerator(nn.Module):
             )(x, train)
         x = Conv(self.output_nc, 7, 1, 3, "reflect", True, init, name="c7s1_out")(x)
         return jnp.tanh(x)
+
+    def _residual_blocks(self, blocks: list[ResnetBlock], x: jax.Array, train: bool) -> jax.Array:
+        """`blocks` applied in order. Identical blocks, so they run as one `lax.scan` over
+        their stacked parameters: the same operations on the same values, traced and compiled
+        once rather than once per block (a ninth of the trunk's program; see
+        `benchmarks/results/cpu_formulations.md`). While initialising (which creates the
+        parameters) and with batch norm (whose running statistics the blocks update) they are
+        applied one by one."""
+        if len(blocks) < 2 or self.is_initializing() or self.norm == "batch":
+            for block in blocks:
+                x = block(x, train)
+            return x
+        stacked = jax.tree.map(
+            lambda *leaves: jnp.stack(leaves), *(self.variables["params"][b.name] for b in blocks)
+        )
+        block = blocks[0].clone(parent=None, name=None)
+        dropout = train and self.use_dropout
+        key = self.make_rng("dropout") if dropout else None
+
+        def step(h: jax.Array, params_and_index: tuple) -> tuple[jax.Array, None]:
+            params, i = params_and_index
+            rngs = {"dropout": jax.random.fold_in(key, i)} if dropout else None
+            return block.apply({"params": params}, h, train, rngs=rngs), None
+
+        return jax.lax.scan(step, x, (stacked, jnp.arange(len(blocks))))[0]
 
 
 class UnetBlock(nn.Module):

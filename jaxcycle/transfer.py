@@ -24,11 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jaxcycle import pretrained, weights
+from jaxcycle.nets import init_params
 
 FREEZE_PRESETS: dict[str, tuple[str, ...]] = {
     # Only the new layers train (the paper).
@@ -161,7 +161,7 @@ def freeze_patterns(mode: str, extra: Iterable[str] = ()) -> list[str]:
 def initial_generator_params(arch: Any, pretrained_params: Any, key: jax.Array) -> Any:
     """A generator of `arch` (perhaps with new adapter layers) initialised from pretrained
     params: channels adapted, new layers drawn fresh from `key`."""
-    fresh = arch.build().init(key, jnp.zeros((1, 64, 64, arch.input_nc)))["params"]
+    fresh = init_params(arch.build(), key, (64, 64, arch.input_nc))
     adapted = adapt_channels(pretrained_params, arch.input_nc, arch.output_nc)
     return merge_pretrained(fresh, adapted)
 

@@ -125,7 +125,9 @@ def test_residual_adapter_starts_as_the_pretrained_generator():
     x = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     expected = RGB.build().apply({"params": pretrained}, x)
     got = adapted_arch.build().apply({"params": params}, x)
-    np.testing.assert_array_equal(got, expected)
+    # Equal up to rounding: the adapter splits the residual blocks (run as one scan without
+    # it) into two runs of one block each, which XLA rounds differently.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
 
 
 def test_paper_adapter_is_softmax_fc_layers_on_the_bottleneck():
