@@ -51,7 +51,7 @@ import numpy as np
 from benchmarks import child
 from benchmarks.flops import train_iteration_macs
 from benchmarks.options import TORCH_VARIANTS, build_parser
-from jaxcycle import cyclegan, parallel
+from jaxcycle import cyclegan, ops, parallel
 from jaxcycle.architecture import Architecture
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -155,6 +155,7 @@ def jax_train_step(
         in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
         out_shardings=(state_sharding, state_sharding),
         donate_argnums=0,
+        compiler_options=ops.compiler_options(),
     )
     t0 = time.perf_counter()
     compiled = step.lower(state, placed).compile()
@@ -176,7 +177,9 @@ def jax_inference(
     module = generator.build()
     x = jnp.asarray(_random_batch(batch, size, generator.input_nc, 3), DTYPES[dtype])
     params = jax.jit(lambda: module.init(jax.random.PRNGKey(0), x[:1])["params"])()
-    forward = jax.jit(lambda p, x: module.apply({"params": p}, x))
+    forward = jax.jit(
+        lambda p, x: module.apply({"params": p}, x), compiler_options=ops.compiler_options()
+    )
     t0 = time.perf_counter()
     compiled = forward.lower(params, x).compile()
     compile_s = time.perf_counter() - t0

@@ -35,7 +35,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from PIL import Image
 
-from jaxcycle import cyclegan, weights
+from jaxcycle import cyclegan, ops, weights
 from jaxcycle.architecture import Architecture
 from jaxcycle.data.augment import Augment
 from jaxcycle.data.geometry import resize_plane
@@ -62,7 +62,9 @@ def generator_fn(arch: Architecture, variables: dict) -> Callable[[np.ndarray], 
     if not arch.is_generator:
         raise ValueError(f"not a generator: {arch.describe()}")
     module = arch.build()
-    apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
+    apply = jax.jit(
+        lambda v, x: module.apply(v, x, train=False), compiler_options=ops.compiler_options()
+    )
     variables = jax.device_put(variables)
     return lambda x: np.asarray(apply(variables, jnp.asarray(x)))
 

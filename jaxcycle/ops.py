@@ -13,11 +13,14 @@ is on for the CPU backend, where those forms were measured, and off elsewhere (o
 plain convolutions map to the vendor libraries). `JAXCYCLE_FAST_OPS=1` (or `0`) in the
 environment, or the `fast_formulations(True/False)` context manager, overrides the choice;
 functions already jit-compiled keep the formulation they were traced with.
+`compiler_options()` gives the XLA options that the programs running these ops are compiled
+with (`jax.jit(..., compiler_options=ops.compiler_options())`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -44,6 +47,36 @@ def use_fast_formulations() -> bool:
     if env in ("0", "false", "no", "off"):
         return False
     return jax.default_backend() == "cpu"
+
+
+# XLA:CPU hands convolutions, reductions and matrix products to its YNNPACK library by
+# default. The Winograd products of the residual blocks run faster through XLA's own matrix
+# product (the 128x128 train step 10% faster, 256x256 no slower), and a program with fewer
+# library calls loads from the compilation cache twice as fast (each one's loading scans the
+# whole program): `benchmarks/results/cpu_formulations.md`.
+_CPU_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": (
+        "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_REDUCE"
+    )
+}
+
+
+def compiler_options() -> dict[str, str]:
+    """The XLA options to compile programs of these ops with: on the CPU backend with the
+    fast formulations, matrix products left to XLA itself (see `_CPU_OPTIONS`); none
+    elsewhere, or where this jaxlib does not know the option."""
+    if not use_fast_formulations() or jax.default_backend() != "cpu":
+        return {}
+    return dict(_CPU_OPTIONS) if _options_accepted() else {}
+
+
+@functools.cache
+def _options_accepted() -> bool:
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(1.0).compile()
+    except Exception:  # an unknown option name or value on another jaxlib
+        return False
+    return True
 
 
 @contextlib.contextmanager

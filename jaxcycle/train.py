@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import math
 import os
@@ -31,7 +32,7 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from jaxcycle import cyclegan, locks, parallel, transfer
+from jaxcycle import cyclegan, locks, ops, parallel, transfer
 from jaxcycle.data.augment import Augment
 from jaxcycle.data.images import write_image
 from jaxcycle.data.loader import UnpairedLoader
@@ -262,12 +263,24 @@ def _train(
         in_shardings=(shardings, parallel.batch_sharded(mesh)),
         out_shardings=(shardings, state_sharding),
         donate_argnums=0,
+        compiler_options=ops.compiler_options(),
     )
-    sample = jax.jit(make_sample_fn(networks), out_shardings=state_sharding)
+    sample = jax.jit(
+        make_sample_fn(networks),
+        out_shardings=state_sharding,
+        compiler_options=ops.compiler_options(),
+    )
 
     # --- The loop.
     log = MetricsLog(workdir / "metrics.jsonl", start, is_main)
     batches = loader.batches(start)
+    if start < total_steps:  # compiled (or loaded from the compilation cache) before it
+        first = next(batches)
+        batches = itertools.chain([first], batches)
+        t0 = time.perf_counter()
+        train_step = train_step.lower(state, parallel.place_batch(first, mesh)).compile()
+        if is_main:
+            print(f"train step ready in {time.perf_counter() - t0:.1f} s")
     bar = tqdm(total=total_steps, initial=start, unit="step", disable=not (progress and is_main))
     last_saved = start if manager.latest_step() is not None else None
     t0, images_seen = time.perf_counter(), 0

@@ -219,3 +219,31 @@ def test_instance_norm_closed_form_equals_reference_values_and_gradients():
         fast = jax.vjp(ops.instance_norm, x)[1](probe)[0]
         plain = jax.vjp(ops.instance_norm_reference, x)[1](probe)[0]
         np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_compiler_options_leave_matrix_products_to_xla():
+    """With the CPU options, XLA:CPU's library takes the convolutions but not the matrix
+    products (the Winograd products), and the results are those of the default compile."""
+    options = ops.compiler_options()
+    if not options:
+        pytest.skip("no CPU options on this backend or jaxlib")
+    rng = np.random.default_rng(0)
+    # Sizes at which XLA:CPU's default hands both the product and the convolution to it.
+    a = jnp.asarray(rng.normal(size=(256, 128)), jnp.float32)
+    b = jnp.asarray(rng.normal(size=(128, 128)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(1, 18, 18, 32)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, 32, 32)), jnp.float32)
+
+    def fn(a, b, x, k):
+        return a @ b, ops.conv2d(x, k)
+
+    def library_calls(compiled) -> list[str]:
+        lines = compiled.as_text().splitlines()
+        return [line.split(" = ")[0].strip() for line in lines if "__ynn_fusion" in line]
+
+    default = jax.jit(fn).lower(a, b, x, k).compile()
+    tuned = jax.jit(fn, compiler_options=options).lower(a, b, x, k).compile()
+    assert len(library_calls(default)) == 2
+    assert len(library_calls(tuned)) == 1
+    for ours, theirs in zip(tuned(a, b, x, k), default(a, b, x, k), strict=True):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-5)
