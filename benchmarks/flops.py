@@ -62,12 +62,14 @@ def _jaxpr_macs(jaxpr: Any) -> int:
         counter = _COUNTERS.get(eqn.primitive.name)
         if counter is not None:
             total += counter(eqn)
+        # A scan's body (the residual blocks) runs `length` times.
+        repeats = eqn.params["length"] if eqn.primitive.name == "scan" else 1
         for param in eqn.params.values():
             for sub in param if isinstance(param, (tuple, list)) else (param,):
                 if isinstance(sub, jex_core.ClosedJaxpr):
-                    total += _jaxpr_macs(sub.jaxpr)
+                    total += repeats * _jaxpr_macs(sub.jaxpr)
                 elif isinstance(sub, jex_core.Jaxpr):
-                    total += _jaxpr_macs(sub)
+                    total += repeats * _jaxpr_macs(sub)
     return total
 
 
