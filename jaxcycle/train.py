@@ -273,12 +273,12 @@ def _train(
 
     # --- The loop.
     log = MetricsLog(workdir / "metrics.jsonl", start, is_main)
-    batches = loader.batches(start)
+    batches = (parallel.place_batch(local, mesh) for local in loader.batches(start))
     if start < total_steps:  # compiled (or loaded from the compilation cache) before it
         first = next(batches)
         batches = itertools.chain([first], batches)
         t0 = time.perf_counter()
-        train_step = train_step.lower(state, parallel.place_batch(first, mesh)).compile()
+        train_step = train_step.lower(state, first).compile()
         if is_main:
             print(f"train step ready in {time.perf_counter() - t0:.1f} s")
     bar = tqdm(total=total_steps, initial=start, unit="step", disable=not (progress and is_main))
@@ -301,7 +301,7 @@ def _train(
     unchecked = None  # the last step's losses: checked while the next step runs, not before
     try:
         for step in range(start, total_steps):
-            batch = parallel.place_batch(next(batches), mesh)
+            batch = next(batches)
             state, metrics = train_step(state, batch)
             done = step + 1
             if unchecked is not None:
