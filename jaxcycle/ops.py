@@ -20,6 +20,7 @@ with (`jax.jit(..., compiler_options=ops.compiler_options())`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 from collections.abc import Iterator
@@ -33,14 +34,18 @@ from jaxcycle import cpu_formulations
 _DIMS = ("NHWC", "HWIO", "NHWC")
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "zero": "constant"}
 
-_fast_override: bool | None = None
+# Per thread (and per asyncio task): a trace on one thread is not switched by a block on another.
+_fast_override: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "jaxcycle_fast_formulations", default=None
+)
 
 
 def use_fast_formulations() -> bool:
     """Whether the ops use `jaxcycle.cpu_formulations`: True on the CPU backend, unless
     overridden by `fast_formulations(...)` or the JAXCYCLE_FAST_OPS environment variable."""
-    if _fast_override is not None:
-        return _fast_override
+    override = _fast_override.get()
+    if override is not None:
+        return override
     env = os.environ.get("JAXCYCLE_FAST_OPS", "").strip().lower()
     if env in ("1", "true", "yes", "on"):
         return True
@@ -82,13 +87,12 @@ def _options_accepted() -> bool:
 @contextlib.contextmanager
 def fast_formulations(enabled: bool | None) -> Iterator[None]:
     """Within the block, trace the ops with the CPU formulations (True), the plain `lax` ones
-    (False) or the per-backend default (None)."""
-    global _fast_override
-    previous, _fast_override = _fast_override, enabled
+    (False) or the per-backend default (None); on this thread only."""
+    token = _fast_override.set(enabled)
     try:
         yield
     finally:
-        _fast_override = previous
+        _fast_override.reset(token)
 
 
 def pad2d(x: jax.Array, pad: int, mode: str = "zero") -> jax.Array:

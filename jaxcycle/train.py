@@ -13,6 +13,7 @@ process training there (a second `jaxcycle train` on the workdir stops at once, 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import itertools
@@ -101,6 +102,15 @@ def make_loader(config: ml_collections.ConfigDict, global_batch: int):
 def to_host(tree: Any) -> Any:
     """Replicated (or single-device) arrays -> NumPy, on every process of a multi-host run."""
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def _background(fn: Callable[[], Any]) -> concurrent.futures.Future:
+    """`fn()` run on a thread of its own; `.result()` gives its value or raises its error."""
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxcycle")
+    try:
+        return pool.submit(fn)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _save_config(config: ml_collections.ConfigDict, workdir: Path, resumed: bool) -> None:
@@ -233,28 +243,22 @@ def _train(
         image_dtype=jnp.promote_types(jnp.dtype(config.train.compute_dtype), jnp.float32),
     )
 
-    # --- State: the run's latest checkpoint, else a fresh one.
-    abstract = jax.eval_shape(lambda p: init(params=p), initial_params or {})
-    shardings = jax.tree.map(lambda _: state_sharding, abstract)
+    # --- State: the run's latest checkpoint, else a fresh one (its shapes from the same trace).
+    fresh = jax.jit(lambda p: init(params=p), out_shardings=state_sharding).trace(
+        initial_params or {}
+    )
+    target = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=state_sharding), fresh.out_info
+    )
+    shardings = jax.tree.map(lambda _: state_sharding, target)
     manager = ocp.CheckpointManager(
         workdir / "checkpoints",
         options=ocp.CheckpointManagerOptions(
             max_to_keep=config.train.keep_checkpoints, enable_async_checkpointing=True
         ),
     )
-    start = manager.latest_step()
-    if start is not None:
-        target = jax.tree.map(
-            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract, shardings
-        )
-        state = manager.restore(start, args=ocp.args.StandardRestore(target))
-        if is_main:
-            print(f"resuming {workdir} from step {start}")
-    else:
-        start = 0
-        state = jax.jit(lambda p: init(params=p), out_shardings=shardings)(initial_params or {})
-    if is_main:  # only now: a start that failed its checks above leaves no config behind
-        _save_config(config, workdir, resumed=manager.latest_step() is not None)
+    latest = manager.latest_step()
+    start = 0 if latest is None else latest
 
     # --- The update step: compiled once, state donated, batch sharded over the mesh.
     dtype = jnp.dtype(config.train.compute_dtype)
@@ -270,19 +274,33 @@ def _train(
         out_shardings=state_sharding,
         compiler_options=ops.compiler_options(),
     )
-
-    # --- The loop.
-    log = MetricsLog(workdir / "metrics.jsonl", start, is_main)
     batches = (parallel.place_batch(local, mesh) for local in loader.batches(start))
-    if start < total_steps:  # compiled (or loaded from the compilation cache) before it
+    compiling = None
+    if start < total_steps:
+        # Traced against the state's shapes and the first batch, then compiled (or loaded from
+        # the compilation cache) on a thread of its own while the state is read or created.
         first = next(batches)
         batches = itertools.chain([first], batches)
         t0 = time.perf_counter()
-        train_step = train_step.lower(state, first).compile()
+        compiling = _background(train_step.lower(target, first).compile)
+
+    if latest is not None:
+        state = manager.restore(latest, args=ocp.args.StandardRestore(target))
+        if is_main:
+            print(f"resuming {workdir} from step {latest}")
+    else:
+        state = fresh.lower().compile()(initial_params or {})
+    if is_main:  # only now: a start that failed its checks above leaves no config behind
+        _save_config(config, workdir, resumed=latest is not None)
+    if compiling is not None:
+        train_step = compiling.result()
         if is_main:
             print(f"train step ready in {time.perf_counter() - t0:.1f} s")
+
+    # --- The loop.
+    log = MetricsLog(workdir / "metrics.jsonl", start, is_main)
     bar = tqdm(total=total_steps, initial=start, unit="step", disable=not (progress and is_main))
-    last_saved = start if manager.latest_step() is not None else None
+    last_saved = latest
     t0, images_seen = time.perf_counter(), 0
 
     def checked(done: int, losses: dict[str, jax.Array]) -> dict[str, float]:

@@ -1,6 +1,8 @@
 """Each op in jaxcycle.ops equals its PyTorch namesake, and each formulation in
 jaxcycle.cpu_formulations equals the plain lax one, values and gradients."""
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -189,6 +191,27 @@ def test_fast_formulations_default_per_backend_and_override(monkeypatch):
     with ops.fast_formulations(True):
         assert ops.use_fast_formulations()
     assert not ops.use_fast_formulations()
+
+
+def test_fast_formulations_switch_is_per_thread(monkeypatch):
+    """A block on one thread leaves a trace on another thread (the train step is compiled on
+    its own thread while the main one initialises with the plain ops) at the default."""
+    monkeypatch.setenv("JAXCYCLE_FAST_OPS", "1")
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def hold_plain() -> None:
+        with ops.fast_formulations(False):
+            seen.append(ops.use_fast_formulations())
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_plain)
+    holder.start()
+    assert inside.wait(10)
+    seen.append(ops.use_fast_formulations())  # this thread, while the other is in its block
+    release.set()
+    holder.join()
+    assert seen == [False, True]
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
