@@ -38,9 +38,10 @@ def _conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax
 
 def conv2d_zero_padded(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """The correlation with zero padding `padding` on every side (`ops.conv2d_padded` with
-    `pad_mode='zero'`): strided ones `image_by_image`, stride-1 ones as they are."""
-    conv = functools.partial(_conv_zero_padded, stride=stride, padding=padding)
-    return image_by_image(conv, x, kernel) if stride > 1 else conv(x, kernel)
+    `pad_mode='zero'`): strided ones `strided_conv` `image_by_image`, stride-1 ones plain."""
+    if stride > 1:
+        return image_by_image(strided_conv, x, kernel, stride, padding)
+    return _conv_zero_padded(x, kernel, stride, padding)
 
 
 def _conv_zero_padded(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
@@ -64,8 +65,8 @@ def conv2d_valid(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 def conv_transpose2d(
     x: jax.Array, kernel: jax.Array, stride: int, padding: int, output_padding: int = 0
 ) -> jax.Array:
-    """`ops.conv_transpose2d_reference`, as `conv_transpose2d_phases` `image_by_image`."""
-    return image_by_image(conv_transpose2d_phases, x, kernel, stride, padding, output_padding)
+    """`ops.conv_transpose2d_reference`, as `transposed_conv` `image_by_image`."""
+    return image_by_image(transposed_conv, x, kernel, stride, padding, output_padding)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,6 +307,90 @@ def _sandwich(matrix: tuple[tuple[float, ...], ...], grid: list[list[jax.Array]]
 
     columns = [combine([row[j] for row in grid]) for j in range(len(grid[0]))]  # [j][a]
     return [combine([column[a] for column in columns]) for a in range(len(matrix))]
+
+
+# ----------------------------------------------------------------------------------------------
+# Strided and transposed convolutions, each differentiated through the other.
+#
+# Along one axis a strided correlation computes y[o] = sum_t x[s o - p + t] w[t] (x zero
+# outside), and a transposed convolution z[s i - p + t] += x[i] w[t]: the same index map read
+# the other way, so each one's input gradient is the other one, with the kernel's input and
+# output channels swapped. Autodiff's instead differentiates a strided correlation through an
+# input-dilated convolution, which XLA:CPU runs slowly, and a transposed convolution through
+# its phases' gradients. The pair below computes the input gradients 2x faster (the
+# generator's d128 and u64 at 256x256) and u64's kernel gradient 1.4x faster
+# (`benchmarks/results/cpu_formulations.md`).
+
+
+def _swap_io(kernel: jax.Array) -> jax.Array:
+    return kernel.transpose(0, 1, 3, 2)
+
+
+def _strided_output_padding(size_in: int, size_out: int, k: int, stride: int, padding: int) -> int:
+    """The output_padding that makes the transposed convolution of a `size_out` map
+    `size_in` long: the part of the input that the strided correlation's last window ends
+    before (0 <= it < stride)."""
+    return size_in - ((size_out - 1) * stride - 2 * padding + k)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """The correlation with stride `stride` and zero padding `padding` (the plain one), whose
+    input gradient is `transposed_conv` of dY and whose kernel gradient is autodiff's."""
+    return _conv_zero_padded(x, kernel, stride, padding)
+
+
+def _strided_conv_fwd(x: jax.Array, kernel: jax.Array, stride: int, padding: int):
+    return strided_conv(x, kernel, stride, padding), (x, kernel)
+
+
+def _strided_conv_bwd(stride: int, padding: int, residuals, dy: jax.Array):
+    """dX[s o - p + t] += dY[o] w[t]^T: the transposed convolution of dY with the kernel's
+    channels swapped, padding p, its output_padding the rows (and columns) past the last
+    window. Where those differ between the axes (only when H and W differ in parity), and
+    for the kernel gradient, autodiff's."""
+    x, kernel = residuals
+    _, pullback = jax.vjp(lambda x, w: _conv_zero_padded(x, w, stride, padding), x, kernel)
+    k = kernel.shape[0]
+    rows, cols = (
+        _strided_output_padding(x.shape[a], dy.shape[a], k, stride, padding) for a in (1, 2)
+    )
+    if rows != cols:
+        return pullback(dy)
+    dx = transposed_conv(dy, _swap_io(kernel), stride, padding, rows)
+    _, dw = pullback(dy)  # XLA removes the input gradient's computation: it is unused
+    return dx.astype(x.dtype), dw
+
+
+strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def transposed_conv(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: int, output_padding: int
+) -> jax.Array:
+    """`conv_transpose2d_phases`, whose gradients are those of the strided correlation it is
+    the transpose of: dX that correlation of dZ, dW its kernel gradient."""
+    return conv_transpose2d_phases(x, kernel, stride, padding, output_padding)
+
+
+def _transposed_conv_fwd(x, kernel, stride, padding, output_padding):
+    return transposed_conv(x, kernel, stride, padding, output_padding), (x, kernel)
+
+
+def _transposed_conv_bwd(stride: int, padding: int, output_padding: int, residuals, dz):
+    """dX[i] = sum_t dZ[s i - p + t] w[t]^T: the strided correlation of dZ with the kernel's
+    channels swapped (its output is X's size as output_padding < stride). dW[t] = sum_i
+    x[i]^T dZ[s i - p + t]: the kernel gradient of that same correlation at cotangent X,
+    channels swapped back."""
+    del output_padding  # dZ's size carries it
+    x, kernel = residuals
+    dx, pullback = jax.vjp(lambda w: _conv_zero_padded(dz, w, stride, padding), _swap_io(kernel))
+    (dw_swapped,) = pullback(x)
+    return dx.astype(x.dtype), _swap_io(dw_swapped).astype(kernel.dtype)
+
+
+transposed_conv.defvjp(_transposed_conv_fwd, _transposed_conv_bwd)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Each op in jaxcycle.ops equals its PyTorch namesake, and each formulation in
 jaxcycle.cpu_formulations equals the plain lax one, values and gradients."""
 
+import functools
 import threading
 
 import jax
@@ -130,6 +131,45 @@ def test_winograd_conv_equals_valid_conv_values_and_gradients(batch, height, wid
         fast = jax.vjp(cpu_formulations.conv3x3_winograd, x, w)[1](probe)
         plain = jax.vjp(ops.conv2d, x, w)[1](probe)
         for a, b in zip(fast, plain, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "height,width,k,stride,padding",
+    [(8, 8, 3, 2, 1), (9, 9, 3, 2, 1), (8, 8, 4, 2, 1), (7, 7, 4, 2, 1), (9, 10, 3, 2, 1)]
+    + [(10, 11, 3, 3, 1)],
+)
+def test_strided_conv_gradients_are_autodiffs_of_the_plain_one(height, width, k, stride, padding):
+    """The strided correlation's input gradient as the transposed convolution of dY (the
+    generator's d layers, the critic's 4x4 ones, odd sides; H and W of differing parity take
+    autodiff's): float64, so that only the formulation could differ."""
+    with jax.enable_x64():
+        rng = np.random.default_rng(height * width + k)
+        x = jnp.asarray(rng.standard_normal((2, height, width, 3)))
+        w = jnp.asarray(rng.standard_normal((k, k, 3, 4)))
+        with ops.fast_formulations(False):  # the plain lax correlation, autodiff's gradients
+            plain = functools.partial(ops.conv2d_padded, stride=stride, padding=padding)
+            y, pullback = jax.vjp(plain, x, w)
+        fast = functools.partial(cpu_formulations.strided_conv, stride=stride, padding=padding)
+        np.testing.assert_allclose(fast(x, w), y, rtol=1e-12)
+        probe = jnp.asarray(rng.standard_normal(y.shape))
+        for a, b in zip(jax.vjp(fast, x, w)[1](probe), pullback(probe), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k,s,p,op", CONV_T_CASES)
+def test_transposed_conv_gradients_are_autodiffs_of_the_plain_one(k, s, p, op):
+    """The transposed convolution differentiated through the strided correlation it is the
+    transpose of: dX, dW equal autodiff's of the input-dilated reference (float64)."""
+    with jax.enable_x64():
+        rng = np.random.default_rng(k * 100 + s * 10 + p)
+        x = jnp.asarray(rng.standard_normal((2, 5, 6, 3)))
+        w = jnp.asarray(rng.standard_normal((k, k, 3, 4)))
+        y, pullback = jax.vjp(lambda x, w: ops.conv_transpose2d_reference(x, w, s, p, op), x, w)
+        fast = lambda x, w: cpu_formulations.transposed_conv(x, w, s, p, op)  # noqa: E731
+        np.testing.assert_allclose(fast(x, w), y, rtol=1e-12, atol=1e-12)
+        probe = jnp.asarray(rng.standard_normal(y.shape))
+        for a, b in zip(jax.vjp(fast, x, w)[1](probe), pullback(probe), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
