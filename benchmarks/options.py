@@ -27,6 +27,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="train-step measurements per side, the sides taking turns (jaxcycle, each PyTorch "
+        "variant, jaxcycle, ...) so that a slow spell of the machine falls on both; times "
+        "pooled, each round's ratio reported",
+    )
     p.add_argument("--ngf", type=int, default=64, help="generator width")
     p.add_argument("--ndf", type=int, default=64, help="discriminator width")
     p.add_argument("--n-blocks", type=int, default=9, help="residual blocks")

@@ -250,7 +250,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": machine(),
         "networks": {"generator": generator.describe(), "discriminator": discriminator.describe()},
-        "settings": {"repeats": args.repeats, "warmup": args.warmup, "pool_size": args.pool_size},
+        "settings": {
+            "repeats": args.repeats,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "pool_size": args.pool_size,
+        },
         "work": {},
         "loader": [],
         "train": [],
@@ -303,11 +308,26 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def _pooled(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """One side's train-step measurement over two rounds: the call times of both, the larger
+    peak memory; compile time and everything else from the first."""
+    pooled = {**first, "times_s": [*first["times_s"], *later["times_s"]]}
+    for key in ("peak_rss_bytes", "peak_bytes", "device_peak_bytes"):
+        if first.get(key) is not None and later.get(key) is not None:
+            pooled[key] = max(first[key], later[key])
+    return pooled
+
+
 def _setting(
     args: argparse.Namespace, size: int, batch: int, dtype: str, torch_ok: bool
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One setting, each side in a fresh process: the training row (jaxcycle, the PyTorch
-    variants, the ratio) and, with `--inference`, the generator inference row."""
+    variants, the ratio) and, with `--inference`, the generator inference row.
+
+    With `--rounds N` the sides take turns N times (jaxcycle, then each PyTorch variant, then
+    jaxcycle again, ...), so that a slow spell of the machine falls on both; each side's call
+    times are pooled, and the ratio of each round is kept (`round_ratios`). Inference and
+    compile times are measured in the first round."""
     spec = {
         "size": size,
         "batch": batch,
@@ -321,48 +341,67 @@ def _setting(
     }
     env = child_env()
     where = f"{size}px batch {batch} {dtype}"
-    log(f"train{' + inference' if args.inference else ''} {where}: jaxcycle")
-    ours = child.measure({**spec, "side": "jaxcycle", "inference": args.inference}, env)
-    train = ours["train"]
+    variants = list(args.torch_variants) if torch_ok else []
+    if torch_ok and args.inference and "eager" not in variants:
+        variants.append("eager")  # inference's baseline, measured without a train step
+    rounds: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]] = []
+    inference = None
+    for number in range(args.rounds):
+        first = number == 0
+        turn = f" (round {number + 1} of {args.rounds})" if args.rounds > 1 else ""
+        with_inference = args.inference and first
+        log(f"train{' + inference' * with_inference} {where}: jaxcycle{turn}")
+        ours = child.measure({**spec, "side": "jaxcycle", "inference": with_inference}, env)
+        if with_inference:
+            ours["inference"]["images_per_s"] = _rate(batch, ours["inference"]["times_s"])
+            inference = {"size": size, "batch": batch, "dtype": dtype}
+            inference["jaxcycle"] = ours["inference"]
+        theirs_by_variant = {}
+        for name in variants:
+            train_too = name in args.torch_variants
+            eager_inference = with_inference and name == "eager"
+            if not (train_too or eager_inference):
+                continue
+            what = " + ".join(["train"] * train_too + ["inference"] * eager_inference)
+            log(f"{what} {where}: PyTorch {name}{turn}")
+            theirs = child.measure(
+                {
+                    **spec,
+                    "side": "torch",
+                    "variant": name,
+                    "torch_threads": args.torch_threads,
+                    "train": train_too,
+                    "inference": eager_inference,
+                },
+                env,
+            )
+            if train_too:
+                theirs_by_variant[name] = theirs["train"]
+            if eager_inference:
+                theirs["inference"]["images_per_s"] = _rate(batch, theirs["inference"]["times_s"])
+                inference["torch"] = {"eager": theirs["inference"]}
+                inference["ratio"] = (
+                    inference["jaxcycle"]["images_per_s"] / theirs["inference"]["images_per_s"]
+                )
+        rounds.append((ours["train"], theirs_by_variant))
+    train, torch_train = rounds[0]
+    for ours_later, theirs_later in rounds[1:]:
+        train = _pooled(train, ours_later)
+        torch_train = {k: _pooled(v, theirs_later[k]) for k, v in torch_train.items()}
     train["pairs_per_s"] = _rate(batch, train["times_s"])
     row = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": train}
-    inference = None
-    if args.inference:
-        ours["inference"]["images_per_s"] = _rate(batch, ours["inference"]["times_s"])
-        inference = {"size": size, "batch": batch, "dtype": dtype, "jaxcycle": ours["inference"]}
     if not torch_ok:
         return row, inference
-    row["torch"] = {}
-    variants = list(args.torch_variants)
-    if args.inference and "eager" not in variants:
-        variants.append("eager")  # inference's baseline, measured without a train step
-    for name in variants:
-        train_too = name in args.torch_variants
-        with_inference = args.inference and name == "eager"
-        what = " + ".join(["train"] * train_too + ["inference"] * with_inference)
-        log(f"{what} {where}: PyTorch {name}")
-        theirs = child.measure(
-            {
-                **spec,
-                "side": "torch",
-                "variant": name,
-                "torch_threads": args.torch_threads,
-                "train": train_too,
-                "inference": with_inference,
-            },
-            env,
-        )
-        if train_too:
-            theirs["train"]["pairs_per_s"] = _rate(batch, theirs["train"]["times_s"])
-            row["torch"][name] = theirs["train"]
-        if with_inference:
-            theirs["inference"]["images_per_s"] = _rate(batch, theirs["inference"]["times_s"])
-            inference["torch"] = {"eager": theirs["inference"]}
-            inference["ratio"] = (
-                inference["jaxcycle"]["images_per_s"] / theirs["inference"]["images_per_s"]
-            )
-    base = row["torch"].get("eager")
+    for side in torch_train.values():
+        side["pairs_per_s"] = _rate(batch, side["times_s"])
+    row["torch"] = torch_train
+    base = torch_train.get("eager")
     row["ratio"] = train["pairs_per_s"] / base["pairs_per_s"] if base else None
+    if base:
+        row["round_ratios"] = [
+            _rate(batch, ours["times_s"]) / _rate(batch, theirs["eager"]["times_s"])
+            for ours, theirs in rounds
+        ]
     return row, inference
 
 
@@ -458,6 +497,13 @@ def _rss(side: dict[str, Any] | None) -> str:
     return f"{_mib(side['peak_rss_bytes'])} (+{_mib(growth)})"
 
 
+def _ratio(row: dict[str, Any]) -> str:
+    """The ratio, and with several rounds the range of the rounds' own ratios."""
+    each = row.get("round_ratios") or []
+    spread = f" ({min(each):.2f}-{max(each):.2f})" if len(each) > 1 else ""
+    return _fmt(row.get("ratio")) + spread
+
+
 def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -488,7 +534,7 @@ def _train_table(results: dict[str, Any]) -> list[str]:
         eager = r.get("torch", {}).get("eager")
         mfu = j["mfu"]
         cells = [str(r["size"]), str(r["batch"]), r["dtype"], f"{j['pairs_per_s']:.3f}"]
-        cells += [_fmt(eager and eager["pairs_per_s"], ".3f"), _fmt(r.get("ratio"))]
+        cells += [_fmt(eager and eager["pairs_per_s"], ".3f"), _ratio(r)]
         cells += [_fmt(r.get("loader_pairs_per_s"), ".1f"), f"{j['compile_s']:.1f}"]
         cells += [_mib(j["xla_bytes"])]
         if on_device:
@@ -542,7 +588,13 @@ def markdown(results: dict[str, Any]) -> str:
         + (f" ({m['torch_threads']} threads)" if m.get("torch_threads") else "")
         + f"; {m['date']}.",
         f"Networks: {results['networks']['generator']}; {results['networks']['discriminator']}. "
-        f"Median of {results['settings']['repeats']} calls.",
+        f"Median of {results['settings']['repeats']} calls"
+        + (
+            f" in each of {results['settings']['rounds']} rounds, the sides taking turns "
+            "(ratio: of the pooled medians; in brackets each round's)."
+            if results["settings"].get("rounds", 1) > 1
+            else "."
+        ),
         "",
     ]
     if results["train"]:

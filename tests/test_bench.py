@@ -61,7 +61,8 @@ def test_train_iteration_counts_six_passes_of_each_network_and_three_times_forwa
 def test_bench_command_writes_both_frameworks_side_by_side(tmp_path, capsys):
     out, table = tmp_path / "bench.json", tmp_path / "bench.md"
     argv = ["bench", "--sizes", "32", "--batches", "2", "--ngf", "8", "--ndf", "8"]
-    argv += ["--n-blocks", "1", "--repeats", "1", "--warmup", "0", "--pool-size", "2"]
+    argv += ["--n-blocks", "1", "--repeats", "1", "--rounds", "2", "--warmup", "0"]
+    argv += ["--pool-size", "2"]
     argv += ["--torch-variants", "eager", "channels-last"]
     argv += ["--scaling", "--cpu-devices", "2", "--json", str(out), "--markdown", str(table)]
     assert main(argv) == 0
@@ -69,8 +70,13 @@ def test_bench_command_writes_both_frameworks_side_by_side(tmp_path, capsys):
     assert results["machine"]["backend"] == "cpu"
     (train,) = results["train"]
     assert (train["size"], train["batch"], train["dtype"]) == (32, 2, "float32")
-    assert train["jaxcycle"]["compile_s"] > 0 and len(train["jaxcycle"]["times_s"]) == 1
-    assert train["jaxcycle"]["pairs_per_s"] == pytest.approx(2 / train["jaxcycle"]["times_s"][0])
+    # Two rounds of one timed call each, pooled: the rate is of the median call.
+    times = train["jaxcycle"]["times_s"]
+    assert train["jaxcycle"]["compile_s"] > 0 and len(times) == 2
+    assert train["jaxcycle"]["pairs_per_s"] == pytest.approx(2 / np.median(times))
+    eager_times = train["torch"]["eager"]["times_s"]
+    each_round = [e / t for t, e in zip(times, eager_times, strict=True)]
+    assert train["round_ratios"] == pytest.approx(each_round)
     assert train["jaxcycle"]["xla_bytes"] > 0
     # Each side (and each PyTorch variant) in its own process: a peak above the baseline
     # after the imports, and above the buffers XLA assigned to the step.
@@ -106,6 +112,8 @@ def test_bench_command_writes_both_frameworks_side_by_side(tmp_path, capsys):
     grown = (train["jaxcycle"]["peak_rss_bytes"] - train["jaxcycle"]["baseline_rss_bytes"]) / 2**20
     assert f"| {mib:.0f} (+{grown:.0f}) |" in row
     assert "| 32 | 2 | float32 | channels-last |" in markdown  # the variants' table
+    low, high = sorted(train["round_ratios"])
+    assert f"| {train['ratio']:.2f} ({low:.2f}-{high:.2f}) |" in row
     assert markdown.strip() in capsys.readouterr().out
 
 
