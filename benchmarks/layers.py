@@ -4,7 +4,8 @@ against PyTorch, side by side: where the train step's time goes.
     python -m benchmarks.layers --size 256 --batch 4 [--layers R256 d128] [--repeats 5]
 
 Each layer is timed as the train step uses it: the gradient with respect to its weights and
-its input, of the sum of its output times a fixed random tensor. The best of `--repeats`
+its input, of the sum of its output times a fixed random tensor, compiled with the train
+step's compiler options. The best of `--repeats`
 calls is reported (the least disturbed by other work on the machine), in milliseconds, both
 frameworks in the same run, layer after layer.
 """
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcycle import nets
+from jaxcycle import nets, ops
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ def jax_ms(layer: Layer, size: int, batch: int, repeats: int) -> float:
     def loss(params: Any, x: jax.Array) -> jax.Array:
         return jnp.sum(module.apply(params, x) * weights)
 
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=ops.compiler_options())
     return _best_ms(lambda: jax.block_until_ready(grad(params, x)), repeats)
 
 
