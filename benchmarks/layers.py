@@ -198,7 +198,7 @@ def jax_ms(layer: Layer, size: int, batch: int, repeats: int) -> float:
     def loss(params: Any, x: jax.Array) -> jax.Array:
         return jnp.sum(module.apply(params, x) * weights)
 
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=ops.compiler_options())
+    grad = ops.jit(jax.grad(loss, argnums=(0, 1)))
     return _best_ms(lambda: jax.block_until_ready(grad(params, x)), repeats)
 
 

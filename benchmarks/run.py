@@ -150,12 +150,11 @@ def jax_train_step(
         "B": _random_batch(batch, size, generator.output_nc, 2),
     }
     placed = parallel.place_batch(images, mesh)
-    step = jax.jit(
+    step = ops.jit(
         cyclegan.make_train_step(nets, cyclegan.Objective(), tx, tx, DTYPES[dtype]),
         in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
         out_shardings=(state_sharding, state_sharding),
         donate_argnums=0,
-        compiler_options=ops.compiler_options(),
     )
     t0 = time.perf_counter()
     compiled = step.lower(state, placed).compile()
@@ -177,9 +176,7 @@ def jax_inference(
     module = generator.build()
     x = jnp.asarray(_random_batch(batch, size, generator.input_nc, 3), DTYPES[dtype])
     params = jax.jit(lambda: module.init(jax.random.PRNGKey(0), x[:1])["params"])()
-    forward = jax.jit(
-        lambda p, x: module.apply({"params": p}, x), compiler_options=ops.compiler_options()
-    )
+    forward = ops.jit(lambda p, x: module.apply({"params": p}, x))
     t0 = time.perf_counter()
     compiled = forward.lower(params, x).compile()
     compile_s = time.perf_counter() - t0

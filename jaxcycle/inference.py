@@ -62,9 +62,7 @@ def generator_fn(arch: Architecture, variables: dict) -> Callable[[np.ndarray], 
     if not arch.is_generator:
         raise ValueError(f"not a generator: {arch.describe()}")
     module = arch.build()
-    apply = jax.jit(
-        lambda v, x: module.apply(v, x, train=False), compiler_options=ops.compiler_options()
-    )
+    apply = ops.jit(lambda v, x: module.apply(v, x, train=False))
     variables = jax.device_put(variables)
     return lambda x: np.asarray(apply(variables, jnp.asarray(x)))
 

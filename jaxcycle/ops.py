@@ -14,7 +14,7 @@ plain convolutions map to the vendor libraries). `JAXCYCLE_FAST_OPS=1` (or `0`) 
 environment, or the `fast_formulations(True/False)` context manager, overrides the choice;
 functions already jit-compiled keep the formulation they were traced with.
 `compiler_options()` gives the XLA options that the programs running these ops are compiled
-with (`jax.jit(..., compiler_options=ops.compiler_options())`).
+with; `ops.jit` is `jax.jit` with them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import contextlib
 import contextvars
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +74,12 @@ def compiler_options() -> dict[str, str]:
     if not use_fast_formulations() or jax.default_backend() != "cpu":
         return {}
     return dict(_CPU_OPTIONS) if _options_accepted() else {}
+
+
+def jit(fun: Callable, **kwargs: Any) -> Any:
+    """`jax.jit(fun, **kwargs)` compiled with `compiler_options()`: how every program that runs
+    these ops is jitted, so that none misses the CPU options."""
+    return jax.jit(fun, compiler_options=compiler_options(), **kwargs)
 
 
 @functools.cache

@@ -262,18 +262,13 @@ def _train(
 
     # --- The update step: compiled once, state donated, batch sharded over the mesh.
     dtype = jnp.dtype(config.train.compute_dtype)
-    train_step = jax.jit(
+    train_step = ops.jit(
         cyclegan.make_train_step(networks, objective, gen_tx, disc_tx, dtype),
         in_shardings=(shardings, parallel.batch_sharded(mesh)),
         out_shardings=(shardings, state_sharding),
         donate_argnums=0,
-        compiler_options=ops.compiler_options(),
     )
-    sample = jax.jit(
-        make_sample_fn(networks),
-        out_shardings=state_sharding,
-        compiler_options=ops.compiler_options(),
-    )
+    sample = ops.jit(make_sample_fn(networks), out_shardings=state_sharding)
     batches = (parallel.place_batch(local, mesh) for local in loader.batches(start))
     compiling = None
     if start < total_steps:

@@ -308,5 +308,6 @@ def test_cpu_compiler_options_leave_matrix_products_to_xla():
     tuned = jax.jit(fn, compiler_options=options).lower(a, b, x, k).compile()
     assert len(library_calls(default)) == 2
     assert len(library_calls(tuned)) == 1
+    assert len(library_calls(ops.jit(fn).lower(a, b, x, k).compile())) == 1  # ops.jit: tuned
     for ours, theirs in zip(tuned(a, b, x, k), default(a, b, x, k), strict=True):
         np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-5)
