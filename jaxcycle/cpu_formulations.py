@@ -327,9 +327,8 @@ def _swap_io(kernel: jax.Array) -> jax.Array:
 
 
 def _strided_output_padding(size_in: int, size_out: int, k: int, stride: int, padding: int) -> int:
-    """The output_padding that makes the transposed convolution of a `size_out` map
-    `size_in` long: the part of the input that the strided correlation's last window ends
-    before (0 <= it < stride)."""
+    """The output_padding that makes the transposed convolution of a `size_out` map (the
+    strided correlation's output) `size_in` long, as its input was (0 <= it < stride)."""
     return size_in - ((size_out - 1) * stride - 2 * padding + k)
 
 
@@ -346,19 +345,20 @@ def _strided_conv_fwd(x: jax.Array, kernel: jax.Array, stride: int, padding: int
 
 def _strided_conv_bwd(stride: int, padding: int, residuals, dy: jax.Array):
     """dX[s o - p + t] += dY[o] w[t]^T: the transposed convolution of dY with the kernel's
-    channels swapped, padding p, its output_padding the rows (and columns) past the last
-    window. Where those differ between the axes (only when H and W differ in parity), and
-    for the kernel gradient, autodiff's."""
+    channels swapped, padding p, its output_padding what makes it X's size. Where that
+    differs between the axes (only when H and W differ in parity) dX is autodiff's; dW is
+    always autodiff's."""
     x, kernel = residuals
-    _, pullback = jax.vjp(lambda x, w: _conv_zero_padded(x, w, stride, padding), x, kernel)
     k = kernel.shape[0]
     rows, cols = (
         _strided_output_padding(x.shape[a], dy.shape[a], k, stride, padding) for a in (1, 2)
     )
     if rows != cols:
-        return pullback(dy)
+        conv = functools.partial(_conv_zero_padded, stride=stride, padding=padding)
+        return jax.vjp(conv, x, kernel)[1](dy)
     dx = transposed_conv(dy, _swap_io(kernel), stride, padding, rows)
-    _, dw = pullback(dy)  # XLA removes the input gradient's computation: it is unused
+    _, pullback = jax.vjp(lambda w: _conv_zero_padded(x, w, stride, padding), kernel)
+    (dw,) = pullback(dy)
     return dx.astype(x.dtype), dw
 
 

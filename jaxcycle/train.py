@@ -250,7 +250,6 @@ def _train(
     target = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=state_sharding), fresh.out_info
     )
-    shardings = jax.tree.map(lambda _: state_sharding, target)
     manager = ocp.CheckpointManager(
         workdir / "checkpoints",
         options=ocp.CheckpointManagerOptions(
@@ -264,8 +263,8 @@ def _train(
     dtype = jnp.dtype(config.train.compute_dtype)
     train_step = ops.jit(
         cyclegan.make_train_step(networks, objective, gen_tx, disc_tx, dtype),
-        in_shardings=(shardings, parallel.batch_sharded(mesh)),
-        out_shardings=(shardings, state_sharding),
+        in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
+        out_shardings=(state_sharding, state_sharding),
         donate_argnums=0,
     )
     sample = ops.jit(make_sample_fn(networks), out_shardings=state_sharding)

@@ -234,8 +234,8 @@ def test_fast_formulations_default_per_backend_and_override(monkeypatch):
 
 
 def test_fast_formulations_switch_is_per_thread(monkeypatch):
-    """A block on one thread leaves a trace on another thread (the train step is compiled on
-    its own thread while the main one initialises with the plain ops) at the default."""
+    """A block on one thread leaves the switch of another thread at its default: a trace on
+    one thread cannot take the formulation another thread chose for its own."""
     monkeypatch.setenv("JAXCYCLE_FAST_OPS", "1")
     inside, release, seen = threading.Event(), threading.Event(), []
 
