@@ -147,6 +147,13 @@ def test_bench_refuses_an_unknown_torch_variant(capsys):
     assert "invalid choice: 'jit'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--rounds", "--repeats"])
+def test_bench_refuses_fewer_than_one_round_or_call(flag, capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", flag, "0"])
+    assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("size", [64, 128])
 def test_layer_benchmark_times_the_same_layers_in_both_frameworks(size):
     """Each layer of `benchmarks.layers` has the same output shape in jaxcycle and PyTorch,
