@@ -128,8 +128,7 @@ def _reflect_fast_bwd(residuals, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
     (`_kernel_gradient`). The same sums as autodiff's, taken in another order.
     """
     x, kernel = residuals
-    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-    dx = _full_correlation(dy, flipped)
+    dx = _full_correlation(dy, _swap_io(jnp.flip(kernel, (0, 1))))
     return dx.astype(x.dtype), _kernel_gradient(x, dy, kernel)
 
 
