@@ -116,19 +116,19 @@ def _random_batch(batch: int, size: int, channels: int, seed: int) -> np.ndarray
     return rng.uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
 
 
-def jax_train_step(
+def compiled_train_step(
     generator: Architecture,
     discriminator: Architecture,
     size: int,
     batch: int,
     dtype: str,
-    repeats: int,
-    warmup: int = 1,
     devices: list | None = None,
     pool_size: int = 50,
-) -> dict[str, Any]:
-    """Compile time, step times and memory of jaxcycle's train step on `devices` (default all
-    local ones), global batch `batch`, as `jaxcycle.train` runs it."""
+) -> tuple[Any, Callable[[], Any], float]:
+    """jaxcycle's train step as `jaxcycle.train` runs it (jitted, state donated, batch sharded
+    over `devices`, default all local ones), compiled for random images of global batch
+    `batch`: the compiled program, a function that runs one step (the state carried from call
+    to call) and returns its metrics, and the compile time in seconds."""
     nets = cyclegan.Networks.create(
         generator,
         discriminator,
@@ -165,6 +165,24 @@ def jax_train_step(
         holder[0], metrics = compiled(holder[0], placed)
         return metrics
 
+    return compiled, one_step, compile_s
+
+
+def jax_train_step(
+    generator: Architecture,
+    discriminator: Architecture,
+    size: int,
+    batch: int,
+    dtype: str,
+    repeats: int,
+    warmup: int = 1,
+    devices: list | None = None,
+    pool_size: int = 50,
+) -> dict[str, Any]:
+    """Compile time, step times and memory of jaxcycle's train step (`compiled_train_step`)."""
+    compiled, one_step, compile_s = compiled_train_step(
+        generator, discriminator, size, batch, dtype, devices, pool_size
+    )
     times = _timed(one_step, warmup, repeats)
     return {"compile_s": compile_s, "times_s": times, **_memory(compiled)}
 
