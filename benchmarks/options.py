@@ -10,7 +10,7 @@ DTYPES = ("float32", "bfloat16")
 TORCH_VARIANTS = ("eager", "channels-last", "compile")
 
 
-def _count(text: str) -> int:
+def count(text: str) -> int:
     """A whole number of at least 1 (timed calls, rounds)."""
     try:
         value = int(text)
@@ -36,11 +36,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         choices=DTYPES,
         help="compute dtypes (bfloat16: float32 master weights; PyTorch autocast)",
     )
-    p.add_argument("--repeats", type=_count, default=3, help="timed calls per measurement")
+    p.add_argument("--repeats", type=count, default=3, help="timed calls per measurement")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
     p.add_argument(
         "--rounds",
-        type=_count,
+        type=count,
         default=1,
         help="train-step measurements per side, the sides taking turns (jaxcycle, each PyTorch "
         "variant, jaxcycle, ...) so that a slow spell of the machine falls on both; times "

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import jax
 
+from benchmarks.options import count
 from benchmarks.run import DTYPES, compiled_train_step, networks
 
 OUTSIDE = "(outside the networks)"
@@ -171,22 +172,15 @@ def profile_train_step(args: argparse.Namespace, trace_dir: Path) -> tuple[Profi
     return attribute(xla_thread_events(trace_dir), op_names, args.steps, args.depth), wall
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--size", type=_positive, default=256, help="image size")
-    p.add_argument("--batch", type=_positive, default=1, help="global batch size")
+    p.add_argument("--size", type=count, default=256, help="image size")
+    p.add_argument("--batch", type=count, default=1, help="global batch size")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype")
-    p.add_argument("--steps", type=_positive, default=3, help="steps traced")
+    p.add_argument("--steps", type=count, default=3, help="steps traced")
     p.add_argument("--warmup", type=int, default=2, help="untraced steps after compiling")
-    p.add_argument("--depth", type=_positive, default=2, help="module names kept per layer")
-    p.add_argument("--top", type=_positive, default=30, help="rows per table")
+    p.add_argument("--depth", type=count, default=2, help="module names kept per layer")
+    p.add_argument("--top", type=count, default=30, help="rows per table")
     p.add_argument("--ngf", type=int, default=64, help="generator width")
     p.add_argument("--ndf", type=int, default=64, help="discriminator width")
     p.add_argument("--n-blocks", type=int, default=9, help="residual blocks")
