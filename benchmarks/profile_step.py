@@ -27,14 +27,15 @@ from pathlib import Path
 
 import jax
 
-from benchmarks.options import count
-from benchmarks.run import DTYPES, compiled_train_step, networks
+from benchmarks.options import DTYPES, count
+from benchmarks.run import compiled_train_step, networks
 
 OUTSIDE = "(outside the networks)"
 # Components of an op_name that name a transformation or a control-flow region, not a layer.
 _REGIONS = {"while", "body", "cond", "closed_call", "checkpoint", "remat"}
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
+_TRACE_FILES = "plugins/profile/*/*.xplane.pb"  # where jax.profiler.trace writes a trace
 
 
 @dataclass(frozen=True)
@@ -106,16 +107,16 @@ def attribute(events: Iterable[Event], op_names: dict[str, str], steps: int, dep
     for event in events:
         if event.name not in op_names:
             continue
-        op_name = op_names[event.name]
+        op_name, kind = op_names[event.name], kind_of(event.name)
         by_layer[(layer_of(op_name, depth), direction_of(op_name))] += event.duration_ns / steps
-        by_kind[kind_of(event.name)] += event.duration_ns / steps
-        calls[kind_of(event.name)] += 1 / steps
+        by_kind[kind] += event.duration_ns / steps
+        calls[kind] += 1 / steps
     return Profile(dict(by_layer), dict(by_kind), dict(calls))
 
 
 def xla_thread_events(trace_dir: Path) -> list[Event]:
     """The events of XLA's threads in the one trace under `trace_dir`."""
-    files = sorted(trace_dir.glob("plugins/profile/*/*.xplane.pb"))
+    files = sorted(trace_dir.glob(_TRACE_FILES))
     if len(files) != 1:
         raise FileNotFoundError(f"expected one .xplane.pb trace under {trace_dir}, found {files}")
     data = jax.profiler.ProfileData.from_file(str(files[0]))
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--size", type=count, default=256, help="image size")
     p.add_argument("--batch", type=count, default=1, help="global batch size")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype")
     p.add_argument("--steps", type=count, default=3, help="steps traced")
     p.add_argument("--warmup", type=int, default=2, help="untraced steps after compiling")
     p.add_argument("--depth", type=count, default=2, help="module names kept per layer")
@@ -188,15 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trace-dir", type=Path, default=None, help="keep the trace here")
     p.add_argument("--out", type=Path, default=None, help="write the report here too")
     args = p.parse_args(argv)
+    # Refused before the minutes of compiling and tracing, not after them.
+    if args.out is not None and not args.out.parent.is_dir():
+        p.error(f"--out {args.out}: folder {args.out.parent} does not exist")
+    if args.trace_dir is not None and args.trace_dir.exists():
+        if not args.trace_dir.is_dir():
+            p.error(f"--trace-dir {args.trace_dir} is a file, not a folder")
+        if any(args.trace_dir.glob(_TRACE_FILES)):
+            p.error(f"--trace-dir {args.trace_dir} already holds a trace; give an empty folder")
     title = (
         f"Train step profile: {args.size}x{args.size}, batch {args.batch}, {args.dtype}, "
         f"{jax.default_backend()} ({jax.local_device_count()} device(s))"
     )
     with tempfile.TemporaryDirectory() as scratch:
-        trace_dir = args.trace_dir or Path(scratch)
-        if args.trace_dir is not None and any(trace_dir.glob("plugins/profile/*/*.xplane.pb")):
-            p.error(f"--trace-dir {trace_dir} already holds a trace; give an empty folder")
-        profile, wall = profile_train_step(args, trace_dir)
+        profile, wall = profile_train_step(args, args.trace_dir or Path(scratch))
     report = markdown(profile, title, wall, args.top)
     print(report, end="")
     if args.out is not None:

@@ -100,3 +100,18 @@ def test_profile_of_a_traced_tiny_step(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ps.main([*argv, "--trace-dir", str(trace)])
     assert "already holds a trace" in capsys.readouterr().err
+
+
+def test_bad_output_paths_are_refused_before_compiling(tmp_path, capsys):
+    """An --out in a missing folder, or a --trace-dir that is a file, is refused at once
+    (naming the path), not after the minutes of compiling and tracing."""
+    missing = tmp_path / "no_such_folder" / "report.md"
+    with pytest.raises(SystemExit):
+        ps.main(["--out", str(missing)])
+    assert f"--out {missing}: folder {missing.parent} does not exist" in capsys.readouterr().err
+    a_file = tmp_path / "trace.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(SystemExit):
+        ps.main(["--trace-dir", str(a_file)])
+    assert f"--trace-dir {a_file} is a file, not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "not a folder"  # left as it was
