@@ -53,6 +53,7 @@ from benchmarks.flops import train_iteration_macs
 from benchmarks.options import TORCH_VARIANTS, build_parser
 from jaxcycle import cyclegan, ops, parallel
 from jaxcycle.architecture import Architecture
+from jaxcycle.hugepages import with_huge_pages
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Dense peak FLOP/s per device, by device-kind substring and compute dtype (float32 on
@@ -231,6 +232,7 @@ def machine() -> dict[str, Any]:
         "local_devices": jax.local_device_count(),
         "jax": jax.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "glibc_tunables": child_env().get("GLIBC_TUNABLES"),  # the children's, both sides
     }
     try:
         import torch
@@ -315,8 +317,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def child_env() -> dict[str, str]:
     """The environment the children measure in: this one, with JAX's preallocation as the
-    user had it (this process turns it off for itself, see `run`)."""
-    env = dict(os.environ)
+    user had it (this process turns it off for itself, see `run`), and glibc's huge pages as
+    the `jaxcycle` command runs with them (`jaxcycle.hugepages`), for both frameworks alike."""
+    env = with_huge_pages(os.environ)
     env.pop(PREALLOCATE, None)
     if _USER_PREALLOCATE is not None:
         env[PREALLOCATE] = _USER_PREALLOCATE
@@ -601,6 +604,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"Device: {m['device_kind']} ({m['backend']}, {m['local_devices']} device(s)); "
         f"CPU {m['processor']}, {m['cpu_count']} cores; jax {m['jax']}, torch {m.get('torch')}"
         + (f" ({m['torch_threads']} threads)" if m.get("torch_threads") else "")
+        + (
+            f"; both sides with GLIBC_TUNABLES={m['glibc_tunables']}"
+            if m.get("glibc_tunables")
+            else ""
+        )
         + f"; {m['date']}.",
         f"Networks: {results['networks']['generator']}; {results['networks']['discriminator']}. "
         f"Median of {results['settings']['repeats']} calls"

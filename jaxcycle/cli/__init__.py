@@ -83,7 +83,14 @@ def _gather_positionals(args: argparse.Namespace, extra: list[str]) -> list[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `jaxcycle` command; returns the exit status."""
+    """Entry point of the `jaxcycle` command; returns the exit status.
+
+    Started from the command line (`argv` None), the command first executes itself again with
+    glibc's huge pages on (`jaxcycle.hugepages`), unless JAXCYCLE_HUGE_PAGES=0."""
+    if argv is None:
+        from jaxcycle.hugepages import restart_with_huge_pages
+
+        restart_with_huge_pages()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     extra = _gather_positionals(args, extra)
