@@ -83,14 +83,8 @@ def _gather_positionals(args: argparse.Namespace, extra: list[str]) -> list[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `jaxcycle` command; returns the exit status.
-
-    Started from the command line (`argv` None), the command first executes itself again with
-    glibc's huge pages on (`jaxcycle.hugepages`), unless JAXCYCLE_HUGE_PAGES=0."""
-    if argv is None:
-        from jaxcycle.hugepages import restart_with_huge_pages
-
-        restart_with_huge_pages()
+    """Runs the `jaxcycle` command with `argv` (default the command line's arguments);
+    returns the exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     extra = _gather_positionals(args, extra)
@@ -111,3 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jaxcycle {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def command() -> int:
+    """The `jaxcycle` console script (and `python -m jaxcycle.cli`): `main()`, in a process
+    that first executes itself again with glibc's huge pages on (`jaxcycle.hugepages`;
+    JAXCYCLE_HUGE_PAGES=0 turns that off)."""
+    from jaxcycle.hugepages import restart_with_huge_pages
+
+    restart_with_huge_pages()
+    return main()

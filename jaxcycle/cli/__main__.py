@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxcycle.cli import main
+from jaxcycle.cli import command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())
