@@ -7,8 +7,8 @@ again, 4 KiB at a time. Measured on the 2-core CPU (AMD EPYC, jax 0.10.2), train
 256x256, batch 1: 575,000 page faults and 2.2 s of kernel time per step. With glibc's
 `glibc.malloc.hugetlb=1` tunable, malloc asks the kernel for transparent huge pages
 (`madvise`) on such blocks: about 1,300 faults and 0.4 s per step, and the step 15% faster
-(11.8 -> 10.0 s; PyTorch's eager iteration in the same setting 13.1 -> 12.8 s;
-`benchmarks/results/cpu_formulations.md`, "Page faults").
+(medians 11.8 -> 10.0 s; PyTorch's eager iteration, given the same tunable, 13.1 -> 12.8 s in
+the first round; `benchmarks/results/cpu_formulations.md`, "Page faults").
 
 glibc reads its tunables when a process starts, so the `jaxcycle` command, started from the
 command line, executes itself again once with the tunable in its environment
@@ -46,12 +46,17 @@ def with_huge_pages(env: Mapping[str, str]) -> dict[str, str]:
 def restart_with_huge_pages() -> None:
     """On Linux, executes this process's command line again (`sys.orig_argv`, same interpreter)
     in `with_huge_pages(os.environ)` when that differs from the current environment; there the
-    tunable is set, so the new process goes on. Returns without doing anything otherwise."""
-    if sys.platform != "linux":
+    tunable is set, so the new process goes on. Returns without doing anything otherwise, or
+    where the interpreter cannot be executed again (no `sys.executable`, or exec refused): the
+    command then runs as it is, without huge pages."""
+    if sys.platform != "linux" or not sys.executable:
         return
     env = with_huge_pages(os.environ)
     if env == dict(os.environ):
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError:
+        return

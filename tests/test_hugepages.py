@@ -77,6 +77,24 @@ def test_restart_runs_the_same_command_once_with_the_tunable(tmp_path, extra, st
     assert log.read_text().splitlines() == ["start argument"] * starts
 
 
+@linux_only
+def test_restart_refused_by_the_system_lets_the_command_run_on(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("JAXCYCLE_HUGE_PAGES", raising=False)
+    tried = []
+
+    def refused(*args):
+        tried.append(args[0])
+        raise PermissionError("exec refused")
+
+    monkeypatch.setattr(os, "execve", refused)
+    assert hugepages.restart_with_huge_pages() is None
+    assert tried == [sys.executable]
+    monkeypatch.setattr(sys, "executable", "")  # an embedded interpreter: nothing to exec
+    assert hugepages.restart_with_huge_pages() is None
+    assert len(tried) == 1  # not tried again
+
+
 def test_console_script_restarts_then_runs_the_command(monkeypatch):
     """`jaxcycle` (the console script, `python -m jaxcycle.cli`) restarts before parsing;
     `main(argv)`, as programs and tests call it, does not."""
