@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcycle import nets, ops
+from jaxcycle.hugepages import restart_with_huge_pages
 
 
 @dataclass(frozen=True)
@@ -254,4 +255,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()  # as the `jaxcycle` command runs
     raise SystemExit(main())

@@ -29,6 +29,7 @@ import jax
 
 from benchmarks.options import DTYPES, count
 from benchmarks.run import compiled_train_step, networks
+from jaxcycle.hugepages import restart_with_huge_pages
 
 OUTSIDE = "(outside the networks)"
 # Components of an op_name that name a transformation or a control-flow region, not a layer.
@@ -211,4 +212,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()  # as the `jaxcycle` command runs
     raise SystemExit(main())
