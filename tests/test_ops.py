@@ -36,14 +36,14 @@ def test_conv_transpose_matches_torch(k, s, p, op):
         F.conv_transpose2d(_nchw(x), torch.from_numpy(w), stride=s, padding=p, output_padding=op)
     )
     kernel = jnp.asarray(w.transpose(2, 3, 0, 1))
-    for impl in (cpu_formulations.conv_transpose2d_phases, ops.conv_transpose2d_reference):
+    for impl in (cpu_formulations.conv_transpose2d_gemm, ops.conv_transpose2d_reference):
         got = np.asarray(impl(jnp.asarray(x), kernel, s, p, op))
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("k,s,p,op", CONV_T_CASES[:3])
-def test_conv_transpose_phases_have_reference_gradients(k, s, p, op):
+def test_conv_transpose_gemm_has_reference_gradients(k, s, p, op):
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal((2, 6, 5, 3), dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((k, k, 3, 4), dtype=np.float32))
@@ -52,7 +52,7 @@ def test_conv_transpose_phases_have_reference_gradients(k, s, p, op):
     def loss(impl):
         return lambda x, w: jnp.sum(impl(x, w, s, p, op) * probe)
 
-    fast = jax.grad(loss(cpu_formulations.conv_transpose2d_phases), argnums=(0, 1))(x, w)
+    fast = jax.grad(loss(cpu_formulations.conv_transpose2d_gemm), argnums=(0, 1))(x, w)
     plain = jax.grad(loss(ops.conv_transpose2d_reference), argnums=(0, 1))(x, w)
     for a, b in zip(fast, plain, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
@@ -154,6 +154,31 @@ def test_strided_conv_gradients_are_autodiffs_of_the_plain_one(height, width, k,
         np.testing.assert_allclose(fast(x, w), y, rtol=1e-12)
         probe = jnp.asarray(rng.standard_normal(y.shape))
         for a, b in zip(jax.vjp(fast, x, w)[1](probe), pullback(probe), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "batch,height,width,k,padding", [(1, 9, 9, 4, 1), (3, 6, 7, 4, 1), (2, 5, 5, 3, 0)]
+)
+def test_single_output_conv_gradients_are_autodiffs_of_the_plain_one(
+    batch, height, width, k, padding
+):
+    """The one-channel correlation (the critic's last layer) with its kernel gradient as sums
+    of products, per image on a batch: values and both gradients equal the plain correlation's
+    and autodiff's (float64, so that only the formulation could differ)."""
+    with jax.enable_x64():
+        rng = np.random.default_rng(batch * height + k)
+        x = jnp.asarray(rng.standard_normal((batch, height, width, 5)))
+        w = jnp.asarray(rng.standard_normal((k, k, 5, 1)))
+        with ops.fast_formulations(False):
+            plain = functools.partial(ops.conv2d_padded, stride=1, padding=padding)
+            y, pullback = jax.vjp(plain, x, w)
+        with ops.fast_formulations(True):
+            fast = functools.partial(ops.conv2d_padded, stride=1, padding=padding)
+            got, fast_pullback = jax.vjp(fast, x, w)
+        np.testing.assert_allclose(got, y, rtol=1e-12)
+        probe = jnp.asarray(rng.standard_normal(y.shape))
+        for a, b in zip(fast_pullback(probe), pullback(probe), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
