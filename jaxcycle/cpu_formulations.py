@@ -372,10 +372,10 @@ def _sandwich(matrix: tuple[tuple[float, ...], ...], grid: list[list[jax.Array]]
 # outside), and a transposed convolution z[s i - p + t] += x[i] w[t]: the same index map read
 # the other way, so each one's input gradient is the other one, with the kernel's input and
 # output channels swapped. Autodiff's instead differentiates a strided correlation through an
-# input-dilated convolution, which XLA:CPU runs slowly, and a transposed convolution through
-# its phases' gradients. The pair below computes the input gradients 2x faster (the
-# generator's d128 and u64 at 256x256) and u64's kernel gradient 1.4x faster
-# (`benchmarks/results/cpu_formulations.md`).
+# input-dilated convolution, which XLA:CPU runs slowly. The strided correlation below takes
+# its input gradient as `transposed_conv` (2x faster for the generator's d128 at 256x256,
+# `benchmarks/results/cpu_formulations.md`). The networks' own transposed convolutions are
+# `conv_transpose2d_gemm` differentiated by autodiff, faster still than the pair's gradients.
 
 
 def _swap_io(kernel: jax.Array) -> jax.Array:
