@@ -460,7 +460,10 @@ def conv_transpose2d_gemm(
     the kernel's taps, Z = X [W_00 ... W_kk] (k * k * Cout columns), whose tap planes are then
     summed, shifted, into each output phase: no input dilation, whose backward pass XLA:CPU
     runs slowly, and no small per-phase convolutions. Its gradients are autodiff's (matrix
-    products, pads and slices).
+    products, pads and slices). The tap planes are one `lax.split` of Z, whose transpose
+    concatenates their cotangents into dZ: read as k * k column slices, Z's cotangent would
+    be k * k zero-padded copies summed, and XLA fuses whatever produced dZ's source (the
+    instance norm's backward) into that sum, recomputing it per copy.
 
     Why equal: along one axis, output o sums x[i] w[t] over o = stride * i - padding + t. The
     outputs o = stride * m + phase take the taps t = phase + padding (mod stride), tap t from
@@ -480,15 +483,15 @@ def conv_transpose2d_gemm(
     out_h = (h - 1) * stride - 2 * padding + k + output_padding
     out_w = (w - 1) * stride - 2 * padding + k + output_padding
     rows, cols = -(-out_h // stride), -(-out_w // stride)
-    taps = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, k * k * cout)
-    taps = taps.reshape(n, h, w, k, k, cout)
+    products = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, k * k * cout)
+    planes = lax.split(products.reshape(n, h, w, k * k * cout), [cout] * (k * k), axis=3)
 
     def shifted(a: int, b: int, row_offset: int, col_offset: int) -> jax.Array:
         """Plane (a, b) read at (m + row_offset, c + col_offset) for m < rows, c < cols,
         zero outside it (negative padding crops)."""
         pads = ((0, 0, 0), (-row_offset, rows - h + row_offset, 0))
         pads += ((-col_offset, cols - w + col_offset, 0), (0, 0, 0))
-        return lax.pad(taps[:, :, :, a, b], jnp.zeros((), taps.dtype), pads)
+        return lax.pad(planes[a * k + b], jnp.zeros((), x.dtype), pads)
 
     phases = [
         jnp.stack(
